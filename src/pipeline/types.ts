@@ -1,0 +1,80 @@
+/**
+ * The contract between callers (HTTP APIs, CLI) and the transcription pipeline:
+ * bytes/file -> decode (16 kHz mono f32) -> segmentation -> engine -> alignment -> result.
+ * Nothing about HTTP appears here; response formats are built from TranscriptionResult.
+ */
+
+export interface WordTimestamp {
+  /** The aligner's unit (a word, or one CJK character), punctuation removed. */
+  text: string;
+  /** Seconds from the start of the audio. */
+  start: number;
+  end: number;
+}
+
+export interface TranscriptSegment {
+  id: number;
+  /** Seconds from the start of the audio. */
+  start: number;
+  end: number;
+  text: string;
+  /** Canonical Qwen language name ("English"), "" when none was detected. */
+  language: string;
+  /** Raw decoded model output before parsing (e.g. "language English<asr_text>..."). */
+  raw: string;
+  /** Generated token ids, including the stop token when one was produced. */
+  tokenIds: number[];
+  /** True when generation stopped at max_new_tokens instead of a stop token. */
+  truncated: boolean;
+  words?: WordTimestamp[];
+}
+
+export interface TranscribeOptions {
+  /** Canonical Qwen language name to force (already normalised by the caller); undefined detects it. */
+  language?: string;
+  /** Context text for the system turn (names, terms). */
+  context?: string;
+  /** Word timestamps through the forced aligner; the pipeline throws PipelineError('aligner_unavailable') without one. */
+  timestamps?: boolean;
+  /** Explicit cap on generated tokens per segment (the budget otherwise grows with duration). */
+  maxNewTokens?: number;
+  /** Aborts queued or running work (client went away). */
+  signal?: AbortSignal;
+  /** Called as each segment finishes, in order (SSE streaming, CLI progress). */
+  onSegment?: (segment: TranscriptSegment) => void;
+  /** Called with seconds of audio done / total. */
+  onProgress?: (doneSeconds: number, totalSeconds: number) => void;
+}
+
+export interface TranscriptionResult {
+  text: string;
+  /** Per-segment languages merged as the original does: empties dropped, consecutive duplicates dropped, joined with ",". */
+  language: string;
+  /** Audio duration in seconds. */
+  duration: number;
+  segments: TranscriptSegment[];
+  /** All words, when timestamps were requested. */
+  words?: WordTimestamp[];
+}
+
+export type PipelineErrorCode =
+  | 'audio_empty'
+  | 'audio_too_short'
+  | 'audio_undecodable'
+  | 'aligner_unavailable'
+  | 'aligner_language_unsupported'
+  | 'queue_full'
+  | 'aborted'
+  | 'model_not_ready'
+  | 'internal';
+
+/** Errors the pipeline raises on bad input or load; callers map `code` to HTTP statuses / exit codes. */
+export class PipelineError extends Error {
+  constructor(
+    readonly code: PipelineErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PipelineError';
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * Where the test data lives: `../shared` beside the repository (golden checkpoints, real
+ * audio), or QWEN3_ASR_SHARED when set. Test data never goes into git.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const SHARED_DIR = process.env.QWEN3_ASR_SHARED ? resolve(process.env.QWEN3_ASR_SHARED) : resolve(REPO_ROOT, '..', 'shared');
+export const GOLDEN_DIR = join(SHARED_DIR, 'golden');
+export const AUDIO_DIR = join(SHARED_DIR, 'audio');
+
+export function goldenPath(...parts: string[]): string {
+  return join(GOLDEN_DIR, ...parts);
+}
+
+export function readJson<T = any>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
