@@ -1,0 +1,164 @@
+/**
+ * Runs the audio encoder on log-mel features (spec §5): per-second conv chunks, token
+ * packing, 8-second attention windows, and several items in one batch.
+ *
+ * Items never share an attention window, so the windows of all items of a batch are simply
+ * stacked (padded to the longest window, padding masked) and run together.
+ */
+import ort from 'onnxruntime-node';
+import { convOutLength, type AudioEncoderConfig } from './config.ts';
+import { buildConvStemGraph, buildEncoderTransformerGraph, sinusoidPositions } from './encoder-graph.ts';
+import { type SafetensorsStore } from './safetensors.ts';
+import { createSession, type SessionOptions } from './onnx/session.ts';
+import { type LinearOptions } from './onnx/layers.ts';
+
+/** Log-mel features of one item, [mels, frames] row-major. */
+export interface MelFeatures {
+  data: Float32Array;
+  frames: number;
+}
+
+/** Layout of one item through the encoder (also what the conformance tests check). */
+export interface EncoderPlan {
+  /** Mel frames per conv chunk. */
+  chunkLengths: number[];
+  /** Attention window boundaries in audio tokens (cu_seqlens). */
+  windowBounds: number[];
+  audioTokens: number;
+}
+
+const NEG = -1e30;
+/** Conv chunks per run: bounds the conv activations (~6 MB per chunk for the real widths). */
+const CONV_BATCH = 32;
+/** Attention windows per run: bounds scores and FFN activations. */
+const WINDOW_BATCH = 16;
+
+export function planEncoder(frames: number, cfg: AudioEncoderConfig): EncoderPlan {
+  if (frames <= 0) throw new Error('audio encoder: no mel frames (audio shorter than one 10 ms frame)');
+  const chunk = 2 * cfg.nWindow;
+  const chunkLengths: number[] = [];
+  for (let s = 0; s < frames; s += chunk) chunkLengths.push(Math.min(chunk, frames - s));
+  const tokensPerChunk = chunkLengths.map(convOutLength);
+  const audioTokens = tokensPerChunk.reduce((a, b) => a + b, 0);
+  // Window = valid tokens of the longest chunk × chunks per attention window (13 × 8 = 104).
+  const window = Math.max(...tokensPerChunk) * Math.floor(cfg.nWindowInfer / chunk);
+  const windowBounds = [0];
+  while (windowBounds[windowBounds.length - 1] < audioTokens) {
+    windowBounds.push(Math.min(windowBounds[windowBounds.length - 1] + window, audioTokens));
+  }
+  return { chunkLengths, windowBounds, audioTokens };
+}
+
+export class AudioEncoder {
+  private positions = new Map<number, Float32Array>();
+
+  private constructor(
+    private readonly cfg: AudioEncoderConfig,
+    private readonly conv: ort.InferenceSession,
+    private readonly transformer: ort.InferenceSession,
+  ) {}
+
+  static async load(store: SafetensorsStore, cfg: AudioEncoderConfig, linear: LinearOptions, session: SessionOptions): Promise<AudioEncoder> {
+    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg), session);
+    const transformer = await createSession('audio_encoder', (g) => buildEncoderTransformerGraph(g, store, cfg, linear), session);
+    return new AudioEncoder(cfg, conv, transformer);
+  }
+
+  /** Encodes several items; returns [audioTokens, outputDim] per item. */
+  async encode(items: MelFeatures[]): Promise<Float32Array[]> {
+    const D = this.cfg.dModel;
+    const mels = this.cfg.numMelBins;
+    const chunk = 2 * this.cfg.nWindow;
+    const plans = items.map((it) => planEncoder(it.frames, this.cfg));
+
+    // 1. Conv stem. A chunk runs at width 100, the tail zero-padded to it, except a lone
+    //    chunk shorter than 100 frames, which runs at its own length (official behaviour).
+    interface ChunkJob { item: number; index: number; start: number; len: number; width: number }
+    const jobs: ChunkJob[] = [];
+    plans.forEach((plan, item) => {
+      let start = 0;
+      plan.chunkLengths.forEach((len, index) => {
+        jobs.push({ item, index, start, len, width: plan.chunkLengths.length === 1 ? len : chunk });
+        start += len;
+      });
+    });
+    const packed = plans.map((p) => new Float32Array(p.audioTokens * D));
+    const tokenOffset = plans.map((p) => p.chunkLengths.map(() => 0));
+    plans.forEach((p, item) => {
+      let acc = 0;
+      p.chunkLengths.forEach((len, i) => {
+        tokenOffset[item][i] = acc;
+        acc += convOutLength(len);
+      });
+    });
+    const byWidth = new Map<number, ChunkJob[]>();
+    for (const j of jobs) byWidth.set(j.width, [...(byWidth.get(j.width) ?? []), j]);
+    for (const [width, list] of byWidth) {
+      const tOut = convOutLength(width);
+      const pos = this.positionsFor(tOut);
+      for (let s = 0; s < list.length; s += CONV_BATCH) {
+        const batch = list.slice(s, s + CONV_BATCH);
+        const input = new Float32Array(batch.length * mels * width);
+        batch.forEach((job, b) => {
+          const src = items[job.item];
+          for (let m = 0; m < mels; m++) {
+            const from = m * src.frames + job.start;
+            input.set(src.data.subarray(from, from + job.len), (b * mels + m) * width);
+          }
+        });
+        const out = await this.conv.run({
+          chunks: new ort.Tensor('float32', input, [batch.length, 1, mels, width]),
+          positions: new ort.Tensor('float32', pos, [tOut, D]),
+        });
+        const emb = out.embeds.data as Float32Array;
+        batch.forEach((job, b) => {
+          const valid = convOutLength(job.len);
+          const dst = tokenOffset[job.item][job.index] * D;
+          packed[job.item].set(emb.subarray(b * tOut * D, (b * tOut + valid) * D), dst);
+        });
+      }
+    }
+
+    // 2. Transformer over attention windows, windows of all items stacked.
+    interface WindowJob { item: number; from: number; to: number }
+    const windows: WindowJob[] = [];
+    plans.forEach((p, item) => {
+      for (let w = 0; w + 1 < p.windowBounds.length; w++) windows.push({ item, from: p.windowBounds[w], to: p.windowBounds[w + 1] });
+    });
+    const O = this.cfg.outputDim;
+    const results = plans.map((p) => new Float32Array(p.audioTokens * O));
+    for (let s = 0; s < windows.length; s += WINDOW_BATCH) {
+      const batch = windows.slice(s, s + WINDOW_BATCH);
+      const len = Math.max(...batch.map((w) => w.to - w.from));
+      const hidden = new Float32Array(batch.length * len * D);
+      const mask = new Float32Array(batch.length * len);
+      batch.forEach((w, b) => {
+        hidden.set(packed[w.item].subarray(w.from * D, w.to * D), b * len * D);
+        for (let t = w.to - w.from; t < len; t++) mask[b * len + t] = NEG;
+      });
+      const out = await this.transformer.run({
+        hidden: new ort.Tensor('float32', hidden, [batch.length, len, D]),
+        mask: new ort.Tensor('float32', mask, [batch.length, 1, 1, len]),
+      });
+      const y = out.audio_embeds.data as Float32Array;
+      batch.forEach((w, b) => {
+        results[w.item].set(y.subarray(b * len * O, (b * len + (w.to - w.from)) * O), w.from * O);
+      });
+    }
+    return results;
+  }
+
+  private positionsFor(length: number): Float32Array {
+    let p = this.positions.get(length);
+    if (!p) {
+      p = sinusoidPositions(length, this.cfg.dModel);
+      this.positions.set(length, p);
+    }
+    return p;
+  }
+
+  async release(): Promise<void> {
+    await this.conv.release();
+    await this.transformer.release();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Building blocks shared by the encoder and decoder graphs: linear layers (fp32 Gemm or
+ * block-quantised MatMulNBits), LayerNorm, RMSNorm, GELU, and reshapes.
+ *
+ * Activations stay 2-D ([rows, features]) between layers: Gemm needs 2-D inputs and every
+ * norm / projection is row-wise, so sequences are only reshaped to 4-D inside attention.
+ */
+import { type SafetensorsStore } from '../safetensors.ts';
+import { quantizeMatrix, type QuantBits } from '../quantize.ts';
+import { DataType, type GraphBuilder } from './graph.ts';
+
+export type WeightPrecision = 'fp32' | 'int8' | 'int4';
+
+export interface LinearOptions {
+  precision: WeightPrecision;
+  /** MatMulNBits block size along K. */
+  blockSize?: number;
+}
+
+/** Reads a checkpoint weight as float32 after checking its shape against the config. */
+export function weight(store: SafetensorsStore, name: string, shape: number[]): Float32Array {
+  return store.readFloat32(name, shape);
+}
+
+/**
+ * y = x·Wᵀ (+ b) for a PyTorch-layout weight W [n, k]. fp32 uses Gemm(transB=1), which ONNX
+ * Runtime pre-packs at session creation; int8/int4 use MatMulNBits with accuracy_level 4
+ * (int8 activations): the fp32-compute fallback of 8-bit MatMulNBits is ~60x slower
+ * (docs/onnxruntime-node.md §3).
+ */
+export function linearFromData(
+  g: GraphBuilder,
+  x: string,
+  name: string,
+  w: Float32Array,
+  n: number,
+  k: number,
+  bias: Float32Array | undefined,
+  opts: LinearOptions,
+): string {
+  if (opts.precision === 'fp32') {
+    const wName = g.initializer(`${name}.weight`, w, [n, k]);
+    const inputs = [x, wName];
+    if (bias) inputs.push(g.initializer(`${name}.bias`, bias, [n]));
+    return g.op('Gemm', inputs, { transB: 1 });
+  }
+  const bits: QuantBits = opts.precision === 'int8' ? 8 : 4;
+  const blockSize = opts.blockSize ?? 32;
+  const q = quantizeMatrix(w, n, k, bits, blockSize);
+  const kBlocks = Math.ceil(k / blockSize);
+  const inputs = [
+    x,
+    g.initializer(`${name}.qweight`, q.packed, [n, kBlocks, (blockSize * bits) / 8], DataType.UINT8),
+    g.initializer(`${name}.scales`, q.scales, [n * kBlocks]),
+    q.zeroPoints ? g.initializer(`${name}.zero_points`, q.zeroPoints, [q.zeroPoints.length], DataType.UINT8) : '',
+    '', // g_idx
+    bias ? g.initializer(`${name}.bias`, bias, [n]) : '',
+  ];
+  while (inputs[inputs.length - 1] === '') inputs.pop();
+  return g.op('MatMulNBits', inputs, { K: k, N: n, bits, block_size: blockSize, accuracy_level: 4 }, 'com.microsoft');
+}
+
+/** Linear layer read from the checkpoint (`{prefix}.weight`, optional `{prefix}.bias`). */
+export function linear(
+  g: GraphBuilder,
+  store: SafetensorsStore,
+  x: string,
+  prefix: string,
+  n: number,
+  k: number,
+  hasBias: boolean,
+  opts: LinearOptions,
+): string {
+  const w = weight(store, `${prefix}.weight`, [n, k]);
+  const b = hasBias ? weight(store, `${prefix}.bias`, [n]) : undefined;
+  return linearFromData(g, x, prefix, w, n, k, b, opts);
+}
+
+export function layerNorm(g: GraphBuilder, store: SafetensorsStore, x: string, prefix: string, dim: number, eps: number): string {
+  const w = g.initializer(`${prefix}.weight`, weight(store, `${prefix}.weight`, [dim]), [dim]);
+  const b = g.initializer(`${prefix}.bias`, weight(store, `${prefix}.bias`, [dim]), [dim]);
+  return g.op('LayerNormalization', [x, w, b], { axis: -1, epsilon: { float: eps } });
+}
+
+/** RMSNorm over the last axis: w ⊙ x / sqrt(mean(x²) + eps), statistics in float32. */
+export function rmsNorm(g: GraphBuilder, store: SafetensorsStore, x: string, name: string, dim: number, eps: number): string {
+  const w = g.initializer(name, weight(store, name, [dim]), [dim]);
+  return g.op('SimplifiedLayerNormalization', [x, w], { axis: -1, epsilon: { float: eps } });
+}
+
+/** Exact (erf) GELU. */
+export function gelu(g: GraphBuilder, x: string): string {
+  return g.op('Gelu', [x], {}, 'com.microsoft');
+}
+
+export function reshape(g: GraphBuilder, x: string, shape: number[]): string {
+  return g.op('Reshape', [x, g.constInt64(shape)]);
+}
+
+export function transpose(g: GraphBuilder, x: string, perm: number[]): string {
+  return g.op('Transpose', [x], { perm });
+}
