@@ -62,7 +62,7 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
   };
 
   // Prefill, left-padded, in chunks.
-  let logits = new Float32Array(0);
+  let logits: Float32Array = new Float32Array(0);
   for (let c0 = 0; c0 < Lmax; c0 += chunk) {
     check();
     const S = Math.min(chunk, Lmax - c0);

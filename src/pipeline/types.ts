@@ -78,3 +78,59 @@ export class PipelineError extends Error {
     this.name = 'PipelineError';
   }
 }
+
+export type Device = 'cpu' | `cuda` | `cuda:${number}`;
+export type Quantization = 'none' | 'int8' | 'int4';
+
+/** How to build a Transcriber (src/pipeline/transcriber.ts). */
+export interface TranscriberConfig {
+  /** Checkpoint folder or Hugging Face repo id (resolved in the HF cache layout, downloaded if allowed). */
+  model: string;
+  /** Forced-aligner checkpoint folder or repo id; undefined/empty = no word timestamps. */
+  aligner?: string;
+  device: Device;
+  quant: Quantization;
+  /** ONNX Runtime intra-op threads (0 = let ORT choose). */
+  threads: number;
+  /** Segments decoded together as one batch. */
+  maxBatchSize: number;
+  /** Explicit cap on new tokens per segment; undefined = grows with duration only. */
+  maxNewTokens?: number;
+  /** Jobs waiting beyond the running one before new ones are refused with PipelineError('queue_full'). */
+  maxQueue: number;
+  hfHome?: string;
+  hfEndpoint?: string;
+  hfOffline?: boolean;
+  hfToken?: string;
+  log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export type TranscriberState = 'loading' | 'ready' | 'failed';
+
+/**
+ * The one pipeline both HTTP APIs and the CLI call. Inference runs in a worker thread;
+ * every method returns without blocking the caller's event loop.
+ */
+export interface Transcriber {
+  readonly state: TranscriberState;
+  /** Why loading failed (state 'failed'). */
+  readonly loadError?: string;
+  /** Resolves when the model is loaded; rejects with the load error. */
+  whenReady(): Promise<void>;
+  /** The configured model name (repo id or folder as given). */
+  readonly modelName: string;
+  readonly device: Device;
+  /** Language names the ASR checkpoint supports (its config's support_languages). */
+  readonly languages: readonly string[];
+  /** Languages the aligner supports; undefined when no aligner is configured. */
+  readonly alignerLanguages?: readonly string[];
+  /** Jobs waiting (not counting the running one). */
+  readonly queueLength: number;
+  /** Decodes an audio file (any format) and transcribes it. */
+  transcribeFile(path: string, opts?: TranscribeOptions): Promise<TranscriptionResult>;
+  /** Transcribes 16 kHz mono float32 samples. */
+  transcribeSamples(samples: Float32Array, opts?: TranscribeOptions): Promise<TranscriptionResult>;
+  /** Aligns a given text to audio (forced aligner only), items in seconds. */
+  align(samples: Float32Array, text: string, language: string, opts?: { signal?: AbortSignal }): Promise<WordTimestamp[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,153 @@
+/**
+ * Qwen3-ForcedAligner (spec §9): the ASR encoder and decoder with a timestamp-class head.
+ * One forward pass, no generation: the prompt is the audio followed by every word unit and
+ * two `<timestamp>` tokens; the argmax class at each `<timestamp>` position itself (no shift)
+ * times 80 ms is the unit's start or end, then the monotonic repair.
+ */
+import { loadFeatureConfig, logMelSpectrogram, type FeatureConfig } from '../audio/features.ts';
+import { AudioEncoder } from '../model/audio-encoder.ts';
+import { precisionsFor, type ModelLoadOptions, type PartPrecisions } from '../model/asr-model.ts';
+import { loadModelConfig, audioTokenCount, type ModelConfig } from '../model/config.ts';
+import { argmax } from '../model/generate.ts';
+import { type SessionOptions } from '../model/onnx/session.ts';
+import { buildAlignerPrompt } from '../model/prompt.ts';
+import { SafetensorsStore } from '../model/safetensors.ts';
+import { embedPrompt, TextDecoder } from '../model/text-decoder.ts';
+import { QwenTokenizer } from '../model/tokenizer.ts';
+import { classesToItems } from './timestamps.ts';
+import { splitWordUnits } from './word-units.ts';
+import type { WordTimestamp } from '../pipeline/types.ts';
+
+export interface AlignRequest {
+  /** 16 kHz mono float32. */
+  samples: Float32Array;
+  text: string;
+  /** Language name (case-insensitive; "" for unknown). */
+  language: string;
+}
+
+export interface AlignResult {
+  items: WordTimestamp[];
+  units: string[];
+  rawClasses: number[];
+}
+
+export class AlignerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AlignerError';
+  }
+}
+
+const PREFILL_CHUNK = 512;
+
+export class ForcedAligner {
+  private constructor(
+    readonly dir: string,
+    readonly config: ModelConfig,
+    readonly tokenizer: QwenTokenizer,
+    readonly features: FeatureConfig,
+    readonly encoder: AudioEncoder,
+    readonly decoder: TextDecoder,
+    readonly precisions: PartPrecisions,
+  ) {}
+
+  static async load(dir: string, opts: ModelLoadOptions): Promise<ForcedAligner> {
+    const config = loadModelConfig(dir);
+    if (config.kind !== 'aligner') throw new Error(`${config.file}: this is a ${config.kind} checkpoint, not a Qwen3-ForcedAligner model`);
+    const tokenizer = QwenTokenizer.load(dir);
+    if (tokenizer.tokenToId('<timestamp>') !== config.timestampTokenId) {
+      throw new Error(`${dir}: tokenizer's <timestamp> id ${tokenizer.tokenToId('<timestamp>')} differs from config.json timestamp_token_id ${config.timestampTokenId}`);
+    }
+    const features = loadFeatureConfig(dir);
+    const store = SafetensorsStore.openDir(dir);
+    const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
+    const session: SessionOptions = { device: opts.device, threads: opts.threads, workDir: opts.workDir };
+    const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder }, session);
+    const decoder = await TextDecoder.load(
+      store,
+      config.text,
+      { linear: { precision: precisions.decoder }, head: { precision: precisions.head }, headRows: config.classifyNum!, headWeight: 'thinker.lm_head.weight' },
+      session,
+    );
+    opts.log?.(`forced aligner ready (${precisions.decoder})`);
+    return new ForcedAligner(dir, config, tokenizer, features, encoder, decoder, precisions);
+  }
+
+  get languages(): readonly string[] {
+    return this.config.supportLanguages;
+  }
+
+  /** Longest audio the timestamp classes can express (5000 classes × 80 ms = 400 s). */
+  get maxSeconds(): number {
+    return (this.config.classifyNum! * this.config.timestampSegmentTime!) / 1000;
+  }
+
+  /** Aligns several (audio, text) pairs in one batch. */
+  async align(requests: AlignRequest[], opts: { signal?: AbortSignal } = {}): Promise<AlignResult[]> {
+    if (requests.length === 0) return [];
+    const H = this.config.text.hiddenSize;
+    const units = requests.map((r) => splitWordUnits(r.text, r.language));
+    const feats = requests.map((r, i) => {
+      const seconds = r.samples.length / this.features.sampleRate;
+      if (seconds > this.maxSeconds) {
+        throw new AlignerError(`aligner input ${i}: ${seconds.toFixed(1)} s of audio is longer than the aligner's ${this.maxSeconds} s (timestamp classes × ${this.config.timestampSegmentTime} ms)`);
+      }
+      return logMelSpectrogram(r.samples, this.features);
+    });
+    for (let i = 0; i < feats.length; i++) {
+      const n = audioTokenCount(feats[i].frames, 2 * this.config.audio.nWindow);
+      const length = n + 2 + 3 * units[i].length + 2;
+      if (length > this.config.text.maxPositionEmbeddings) {
+        throw new AlignerError(`aligner input ${i}: about ${length} positions exceed the model's ${this.config.text.maxPositionEmbeddings} (audio too long or text too long)`);
+      }
+    }
+    const audio = await this.encoder.encode(feats);
+    const prompts = units.map((u, i) => buildAlignerPrompt(this.tokenizer, u, audio[i].length / H));
+    for (const p of prompts) {
+      if (p.ids.length > this.config.text.maxPositionEmbeddings) {
+        throw new AlignerError(`aligner prompt of ${p.ids.length} positions exceeds the model's ${this.config.text.maxPositionEmbeddings}`);
+      }
+    }
+
+    const B = requests.length;
+    const Lmax = Math.max(...prompts.map((p) => p.ids.length));
+    const pads = prompts.map((p) => Lmax - p.ids.length);
+    const embeds = prompts.map((p, i) => embedPrompt(this.decoder, p.ids, this.config.audioTokenId, audio[i]));
+    const cache = this.decoder.newCache(B, pads);
+    const C = this.config.classifyNum!;
+    const classes: number[][] = prompts.map(() => []);
+    for (let c0 = 0; c0 < Lmax; c0 += PREFILL_CHUNK) {
+      if (opts.signal?.aborted) throw new AlignerError('aborted');
+      const S = Math.min(PREFILL_CHUNK, Lmax - c0);
+      const chunk = new Float32Array(B * S * H);
+      const rows: number[] = [];
+      const owners: number[] = [];
+      for (let b = 0; b < B; b++) {
+        for (let i = 0; i < S; i++) {
+          const t = c0 + i - pads[b];
+          if (t >= 0) chunk.set(embeds[b].subarray(t * H, (t + 1) * H), (b * S + i) * H);
+        }
+        for (const tp of prompts[b].timestampPositions) {
+          const abs = tp + pads[b];
+          if (abs >= c0 && abs < c0 + S) {
+            rows.push(b * S + abs - c0);
+            owners.push(b);
+          }
+        }
+      }
+      const logits = await this.decoder.forward(cache, chunk, S, rows.length ? rows : [0]);
+      owners.forEach((b, r) => classes[b].push(argmax(logits, r * C, C)));
+    }
+    return requests.map((_, i) => ({
+      units: units[i],
+      rawClasses: classes[i],
+      items: classesToItems(units[i], classes[i], this.config.timestampSegmentTime!),
+    }));
+  }
+
+  async release(): Promise<void> {
+    await this.encoder.release();
+    await this.decoder.release();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Conformance of the whole engine against the tiny-a goldens (golden/README.md): every case
+ * of index.json through features -> encoder -> prompt -> decoder -> decode -> parse, with the
+ * README's tolerances, fp32 weights.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { logMelSpectrogram } from '../audio/features.ts';
+import { AsrModel } from './asr-model.ts';
+import { planEncoder } from './audio-encoder.ts';
+import { SafetensorsStore } from './safetensors.ts';
+import { goldenPath, maxAbsDiff, readJson } from '../testing/shared.ts';
+
+const CHECKPOINT = goldenPath('tiny-a', 'checkpoint');
+const index = readJson(goldenPath('tiny-a', 'index.json'));
+const cases: any[] = index.cases;
+const audioIds = [...new Set(cases.map((c) => c.audio_id as string))];
+
+function topK(logits: Float32Array, k: number): number[] {
+  return Array.from(logits.keys())
+    .sort((a, b) => logits[b] - logits[a] || a - b)
+    .slice(0, k);
+}
+
+describe('tiny-a conformance (fp32)', () => {
+  let model: AsrModel;
+  before(async () => {
+    model = await AsrModel.load(CHECKPOINT, { device: 'cpu', quant: 'none', threads: 2 });
+  });
+  after(async () => model?.release());
+
+  for (const audioId of audioIds) {
+    test(`${audioId}: features, encoder layout and audio embeddings`, async () => {
+      const golden = SafetensorsStore.openFile(goldenPath('tiny-a', 'cases', `${audioId}.audio.safetensors`));
+      const c = cases.find((x) => x.audio_id === audioId);
+      const waveform = golden.readFloat32('waveform');
+      const feats = logMelSpectrogram(waveform, model.features);
+      assert.equal(feats.frames, c.feature_length);
+      const goldFeats = golden.readFloat32('input_features');
+      assert.ok(maxAbsDiff(feats.data, goldFeats) <= 2e-4, `input_features max diff ${maxAbsDiff(feats.data, goldFeats)}`);
+
+      const plan = planEncoder(feats.frames, model.config.audio);
+      assert.equal(plan.audioTokens, c.num_audio_tokens);
+      assert.deepEqual(plan.chunkLengths, c.encoder_chunk_lengths);
+      assert.deepEqual(plan.windowBounds, c.encoder_cu_seqlens);
+
+      // Encoder from the golden features, so its tolerance is judged on its own.
+      const [embeds] = await model.encoder.encode([{ data: goldFeats, frames: feats.frames }]);
+      const diff = maxAbsDiff(embeds, golden.readFloat32('audio_embeds'));
+      assert.ok(diff <= 1e-4, `audio_embeds max diff ${diff}`);
+    });
+  }
+
+  for (const c of cases) {
+    test(`${c.case}: prompt, first logits, generated ids, text, language`, async () => {
+      const audio = SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden));
+      const golden = SafetensorsStore.openFile(goldenPath('tiny-a', c.case_file_golden));
+      const [r] = await model.transcribe(
+        [{ samples: audio.readFloat32('waveform'), language: c.language ?? undefined, context: c.context || undefined, maxNewTokens: index.model.max_new_tokens }],
+        { keepFirstLogits: true },
+      );
+      assert.equal(r.audioTokens, c.num_audio_tokens);
+      assert.deepEqual(r.promptIds, c.prompt_ids);
+      const goldLogits = golden.readFloat32('first_logits');
+      const diff = maxAbsDiff(r.firstLogits!, goldLogits);
+      assert.ok(diff <= 1e-3, `first_logits max diff ${diff}`);
+      assert.deepEqual(topK(r.firstLogits!, 5), c.first_logits_top5.map((x: [number, number]) => x[0]));
+      assert.deepEqual(r.tokenIds, c.generated_ids);
+      assert.equal(r.truncated, c.stop_reason === 'max_new_tokens');
+      assert.equal(r.raw, c.decoded_text);
+      assert.equal(r.language, c.parsed_language);
+      assert.equal(r.text, c.parsed_text);
+    });
+  }
+
+  test('all cases decoded together as one batch give the same ids', async () => {
+    const reqs = cases.map((c) => ({
+      samples: SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden)).readFloat32('waveform'),
+      language: c.language ?? undefined,
+      context: c.context || undefined,
+      maxNewTokens: index.model.max_new_tokens,
+    }));
+    const results = await model.transcribe(reqs, { prefillChunk: 128 });
+    results.forEach((r, i) => assert.deepEqual(r.tokenIds, cases[i].generated_ids, cases[i].case));
+  });
+});

@@ -1,0 +1,128 @@
+/**
+ * The engine worker: owns the models and does every CPU-heavy step (audio decoding,
+ * features, encoder, decoder, aligner) so the caller's event loop never waits on inference.
+ * One job runs at a time; the main thread queues the rest.
+ */
+import { parentPort } from 'node:worker_threads';
+import { decodeAudio } from '../audio/decode.ts';
+import { ForcedAligner } from '../aligner/aligner-model.ts';
+import { AsrModel, type ModelLoadOptions } from '../model/asr-model.ts';
+import { resolveCheckpoint } from '../model/checkpoint-resolve.ts';
+import { AbortError } from '../model/generate.ts';
+import { checkAudio, runTranscription } from './run-transcription.ts';
+import { PipelineError } from './types.ts';
+import type { FromWorker, SerializedError, ToWorker, WorkerConfig } from './worker-protocol.ts';
+
+if (!parentPort) throw new Error('engine-worker.ts must run in a worker thread');
+const port = parentPort;
+
+let asr: AsrModel | undefined;
+let aligner: ForcedAligner | undefined;
+let config: WorkerConfig | undefined;
+const running = new Map<number, AbortController>();
+
+function send(msg: FromWorker, transfer?: ArrayBuffer[]): void {
+  port.postMessage(msg, transfer ?? []);
+}
+
+function log(level: 'info' | 'warn' | 'error', msg: string): void {
+  send({ type: 'log', level, msg });
+}
+
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof AbortError) return { name: 'PipelineError', code: 'aborted', message: 'The request was cancelled.' };
+  const e = err as Error & { code?: string };
+  return { name: e?.name ?? 'Error', message: e?.message ?? String(err), code: e?.code };
+}
+
+async function load(cfg: WorkerConfig): Promise<void> {
+  config = cfg;
+  const resolveOpts = {
+    hfHome: cfg.hfHome,
+    endpoint: cfg.hfEndpoint,
+    offline: cfg.hfOffline,
+    token: cfg.hfToken,
+    download: !cfg.hfOffline,
+    log: (m: string) => log('info', m),
+  };
+  const loadOpts: ModelLoadOptions = {
+    device: cfg.device,
+    quant: cfg.quant,
+    threads: cfg.threads,
+    workDir: cfg.workDir,
+    log: (m) => log('info', m),
+  };
+  const dir = await resolveCheckpoint(cfg.model, resolveOpts);
+  log('info', `loading ${cfg.model} from ${dir} (device ${cfg.device}, quant ${cfg.quant})`);
+  asr = await AsrModel.load(dir, loadOpts);
+  if (cfg.aligner) {
+    const alignerDir = await resolveCheckpoint(cfg.aligner, resolveOpts);
+    log('info', `loading forced aligner ${cfg.aligner} from ${alignerDir}`);
+    aligner = await ForcedAligner.load(alignerDir, loadOpts);
+  }
+  send({ type: 'ready', languages: asr.config.supportLanguages, alignerLanguages: aligner?.languages.slice() });
+}
+
+async function transcribe(msg: Extract<ToWorker, { type: 'transcribe' }>): Promise<void> {
+  const ctrl = new AbortController();
+  running.set(msg.id, ctrl);
+  try {
+    if (!asr || !config) throw new PipelineError('model_not_ready', 'The model is not loaded yet.');
+    const samples = msg.path ? (await decodeAudio(msg.path)).samples : msg.samples!;
+    if (ctrl.signal.aborted) throw new AbortError();
+    const result = await runTranscription(
+      asr,
+      aligner,
+      samples,
+      {
+        ...msg.options,
+        signal: ctrl.signal,
+        onSegment: (segment) => send({ type: 'segment', id: msg.id, segment }),
+        onProgress: (done, total) => send({ type: 'progress', id: msg.id, done, total }),
+      },
+      { segmentSeconds: config.segmentSeconds, maxBatchSize: config.maxBatchSize, maxNewTokens: config.maxNewTokens },
+    );
+    send({ type: 'result', id: msg.id, result });
+  } catch (err) {
+    send({ type: 'error', id: msg.id, error: serializeError(err) });
+  } finally {
+    running.delete(msg.id);
+  }
+}
+
+async function align(msg: Extract<ToWorker, { type: 'align' }>): Promise<void> {
+  const ctrl = new AbortController();
+  running.set(msg.id, ctrl);
+  try {
+    if (!aligner) throw new PipelineError('aligner_unavailable', 'No forced aligner is configured.');
+    checkAudio(msg.samples);
+    const [r] = await aligner.align([{ samples: msg.samples, text: msg.text, language: msg.language }], { signal: ctrl.signal });
+    send({ type: 'aligned', id: msg.id, items: r.items });
+  } catch (err) {
+    send({ type: 'error', id: msg.id, error: serializeError(err) });
+  } finally {
+    running.delete(msg.id);
+  }
+}
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'load':
+      load(msg.config).catch((err) => send({ type: 'load_failed', error: serializeError(err) }));
+      break;
+    case 'transcribe':
+      void transcribe(msg);
+      break;
+    case 'align':
+      void align(msg);
+      break;
+    case 'cancel':
+      running.get(msg.id)?.abort();
+      break;
+    case 'close':
+      Promise.all([asr?.release(), aligner?.release()])
+        .catch(() => undefined)
+        .finally(() => send({ type: 'closed' }));
+      break;
+  }
+});

@@ -1,0 +1,138 @@
+/**
+ * The transcription pipeline after decoding: segmentation -> batched ASR -> optional word
+ * alignment -> merged result. Runs inside the engine worker; knows nothing of HTTP.
+ */
+import { splitAtQuietPoints, type AudioSegment } from '../audio/segment.ts';
+import { type ForcedAligner } from '../aligner/aligner-model.ts';
+import { offsetItems } from '../aligner/timestamps.ts';
+import { type AsrModel } from '../model/asr-model.ts';
+import { joinSegmentTexts, mergeLanguages } from './merge.ts';
+import { PipelineError, type TranscribeOptions, type TranscriptionResult, type TranscriptSegment, type WordTimestamp } from './types.ts';
+
+export const SAMPLE_RATE = 16000;
+/** Shortest audio accepted (OpenAI's limit; below one 25 ms analysis window nothing can be said). */
+export const MIN_AUDIO_SECONDS = 0.1;
+/** The official wrapper's segment limit when timestamps are requested (the aligner's range is 400 s). */
+export const ALIGNER_SEGMENT_SECONDS = 180;
+
+export interface PipelineSettings {
+  /** Longest segment without timestamps (see README "Long recordings" for how it was chosen). */
+  segmentSeconds: number;
+  maxBatchSize: number;
+  /** Explicit cap per segment; the budget otherwise grows with duration. */
+  maxNewTokens?: number;
+}
+
+/**
+ * Token budget for a segment: generous enough for the fastest speech (≈ 8 CJK characters or
+ * 6–7 English tokens per second) plus the `language X<asr_text>` prefix, so nothing is cut off
+ * silently; a configured MAX_NEW_TOKENS caps it.
+ */
+export function tokenBudget(seconds: number, cap?: number): number {
+  const budget = Math.ceil(seconds * 12) + 32;
+  return cap !== undefined ? Math.max(1, Math.min(budget, cap)) : budget;
+}
+
+export function checkAudio(samples: Float32Array): void {
+  if (samples.length === 0) throw new PipelineError('audio_empty', 'The audio contains no samples.');
+  const seconds = samples.length / SAMPLE_RATE;
+  if (seconds < MIN_AUDIO_SECONDS) {
+    throw new PipelineError('audio_too_short', `Audio is too short (${seconds.toFixed(3)} s); the minimum is ${MIN_AUDIO_SECONDS} s.`);
+  }
+}
+
+export async function runTranscription(
+  asr: AsrModel,
+  aligner: ForcedAligner | undefined,
+  samples: Float32Array,
+  opts: TranscribeOptions,
+  settings: PipelineSettings,
+): Promise<TranscriptionResult> {
+  checkAudio(samples);
+  const duration = samples.length / SAMPLE_RATE;
+  if (opts.timestamps) {
+    if (!aligner) throw new PipelineError('aligner_unavailable', 'Word timestamps need a forced aligner; none is configured (set FORCED_ALIGNER).');
+    if (opts.language && !supports(aligner.languages, opts.language)) {
+      throw new PipelineError('aligner_language_unsupported', `The forced aligner does not support ${opts.language}; it supports ${aligner.languages.join(', ')}.`);
+    }
+  }
+  const maxSeconds = opts.timestamps ? Math.min(ALIGNER_SEGMENT_SECONDS, settings.segmentSeconds) : settings.segmentSeconds;
+  const pieces: AudioSegment[] = splitAtQuietPoints(samples, { maxSeconds, sampleRate: SAMPLE_RATE });
+  const segments: TranscriptSegment[] = [];
+  let doneSeconds = 0;
+  opts.onProgress?.(0, duration);
+
+  for (let b = 0; b < pieces.length; b += settings.maxBatchSize) {
+    const batch = pieces.slice(b, b + settings.maxBatchSize);
+    const results = await asr.transcribe(
+      batch.map((p) => ({
+        samples: p.samples,
+        language: opts.language || undefined,
+        context: opts.context,
+        maxNewTokens: tokenBudget(p.samples.length / SAMPLE_RATE, opts.maxNewTokens ?? settings.maxNewTokens),
+      })),
+      { signal: opts.signal },
+    );
+    let words: (WordTimestamp[] | undefined)[] = batch.map(() => undefined);
+    if (opts.timestamps && aligner) words = await alignBatch(aligner, batch, results, opts);
+    batch.forEach((piece, i) => {
+      const r = results[i];
+      const seg: TranscriptSegment = {
+        id: segments.length,
+        start: piece.offsetSeconds,
+        end: piece.offsetSeconds + (piece.end - piece.start) / SAMPLE_RATE,
+        text: r.text,
+        language: r.language,
+        raw: r.raw,
+        tokenIds: r.tokenIds,
+        truncated: r.truncated,
+      };
+      if (words[i]) seg.words = words[i];
+      segments.push(seg);
+      opts.onSegment?.(seg);
+      doneSeconds += (piece.end - piece.start) / SAMPLE_RATE;
+    });
+    opts.onProgress?.(Math.min(doneSeconds, duration), duration);
+  }
+
+  const result: TranscriptionResult = {
+    text: joinSegmentTexts(segments),
+    language: mergeLanguages(segments.map((s) => s.language)),
+    duration,
+    segments,
+  };
+  if (opts.timestamps) result.words = segments.flatMap((s) => s.words ?? []);
+  return result;
+}
+
+function supports(languages: readonly string[], language: string): boolean {
+  return languages.some((l) => l.toLowerCase() === language.toLowerCase());
+}
+
+/** Aligns the non-empty segments of a batch (official rule: empty texts are not aligned). */
+async function alignBatch(
+  aligner: ForcedAligner,
+  pieces: AudioSegment[],
+  results: { text: string; language: string }[],
+  opts: TranscribeOptions,
+): Promise<(WordTimestamp[] | undefined)[]> {
+  const todo: number[] = [];
+  results.forEach((r, i) => {
+    if (r.text.trim()) todo.push(i);
+  });
+  for (const i of todo) {
+    const lang = opts.language || results[i].language;
+    if (lang && !supports(aligner.languages, lang)) {
+      throw new PipelineError('aligner_language_unsupported', `The audio was detected as ${lang}, which the forced aligner does not support (it supports ${aligner.languages.join(', ')}).`);
+    }
+  }
+  const aligned = await aligner.align(
+    todo.map((i) => ({ samples: pieces[i].samples, text: results[i].text, language: opts.language || results[i].language })),
+    { signal: opts.signal },
+  );
+  const out: (WordTimestamp[] | undefined)[] = pieces.map(() => []);
+  todo.forEach((i, k) => {
+    out[i] = offsetItems(aligned[k].items, pieces[i].offsetSeconds);
+  });
+  return out;
+}
