@@ -62,7 +62,7 @@ export class ForcedAligner {
     const features = loadFeatureConfig(dir);
     const store = SafetensorsStore.openDir(dir);
     const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
-    const session: SessionOptions = { device: opts.device, threads: opts.threads, workDir: opts.workDir };
+    const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
     const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder }, session);
     const decoder = await TextDecoder.load(
       store,

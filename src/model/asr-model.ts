@@ -25,7 +25,8 @@ export interface ModelLoadOptions {
   threads: number;
   /** Override the precision of single parts (defaults follow `quant`; see precisionsFor). */
   precisions?: Partial<PartPrecisions>;
-  workDir?: string;
+  /** Compiled-graph cache folder; false disables it (default: see onnx/session.ts). */
+  cacheDir?: string | false;
   log?: (msg: string) => void;
 }
 
@@ -79,6 +80,9 @@ export interface TranscribeBatchOptions {
   signal?: AbortSignal;
   keepFirstLogits?: boolean;
   prefillChunk?: number;
+  /** Benchmarks: decode exactly maxNewTokens (random weights emit arbitrary tokens). */
+  ignoreStopTokens?: boolean;
+  onStep?: (generated: number[][]) => void;
 }
 
 /** Stop ids: <|im_end|> and <|endoftext|> (the official wrapper's list), plus generation_config's eos ids. */
@@ -120,7 +124,7 @@ export class AsrModel {
     const features = loadFeatureConfig(dir);
     const store = SafetensorsStore.openDir(dir);
     const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
-    const session: SessionOptions = { device: opts.device, threads: opts.threads, workDir: opts.workDir };
+    const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
     const t0 = Date.now();
     const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder }, session);
     opts.log?.(`audio encoder ready (${precisions.encoder}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -156,8 +160,9 @@ export class AsrModel {
       maxNewTokens: Math.max(1, Math.min(requests[i].maxNewTokens, this.config.text.maxPositionEmbeddings - p.ids.length)),
     }));
     const outs: GenerationOutput[] = await generateGreedy(this.decoder, inputs, {
-      stopIds: this.stopIds,
+      stopIds: opts.ignoreStopTokens ? new Set<number>() : this.stopIds,
       signal: opts.signal,
+      onStep: opts.onStep,
       keepFirstLogits: opts.keepFirstLogits,
       prefillChunk: opts.prefillChunk,
     });

@@ -59,8 +59,8 @@ export class AudioEncoder {
   ) {}
 
   static async load(store: SafetensorsStore, cfg: AudioEncoderConfig, linear: LinearOptions, session: SessionOptions): Promise<AudioEncoder> {
-    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg), session);
-    const transformer = await createSession('audio_encoder', (g) => buildEncoderTransformerGraph(g, store, cfg, linear), session);
+    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg), session, {});
+    const transformer = await createSession('audio_encoder', (g) => buildEncoderTransformerGraph(g, store, cfg, linear), session, { linear });
     return new AudioEncoder(cfg, conv, transformer);
   }
 

@@ -12,6 +12,8 @@
 
 export type QuantBits = 4 | 8;
 
+const ROUND = 6755399441055744; // 1.5 · 2^52
+
 export interface QuantizedMatrix {
   bits: QuantBits;
   blockSize: number;
@@ -35,46 +37,63 @@ export function quantizeMatrix(w: Float32Array, n: number, k: number, bits: Quan
   const scales = new Float32Array(n * kBlocks);
   const zpStride = Math.ceil(kBlocks / 2);
   const zeroPoints = bits === 4 ? new Uint8Array(n * zpStride) : undefined;
-  const q = new Uint8Array(blockSize);
 
+  // Tight loops without helper calls: this runs over every weight of the model at load
+  // (≈2 billion values for the 1.7B model), so a few nanoseconds per value matter.
+  // Rounding uses the float64 magic constant (x + 1.5·2^52 − 1.5·2^52 rounds to the nearest
+  // integer, ties to even): Math.round costs ~15 ns a call here, this ~1 ns.
   for (let row = 0; row < n; row++) {
     const rowBase = row * k;
     for (let b = 0; b < kBlocks; b++) {
-      const start = b * blockSize;
-      const end = Math.min(start + blockSize, k);
-      const out = (row * kBlocks + b) * blockBytes;
+      const start = rowBase + b * blockSize;
+      const end = rowBase + Math.min((b + 1) * blockSize, k);
+      let out = (row * kBlocks + b) * blockBytes;
       if (bits === 8) {
         let maxAbs = 0;
         for (let i = start; i < end; i++) {
-          const a = Math.abs(w[rowBase + i]);
+          const v = w[i];
+          const a = v < 0 ? -v : v;
           if (a > maxAbs) maxAbs = a;
         }
         const scale = maxAbs / 127 || 1;
         const inv = 1 / scale;
         scales[row * kBlocks + b] = scale;
-        for (let i = 0; i < blockSize; i++) {
-          const v = start + i < end ? Math.round(w[rowBase + start + i] * inv) : 0;
-          packed[out + i] = Math.max(-128, Math.min(127, v)) + 128;
+        for (let i = start; i < end; i++) {
+          let q = w[i] * inv + ROUND - ROUND;
+          if (q > 127) q = 127;
+          else if (q < -128) q = -128;
+          packed[out++] = q + 128;
         }
+        for (let i = end - start; i < blockSize; i++) packed[out++] = 128;
       } else {
         // The grid must contain 0 exactly so padded (and true-zero) weights stay zero.
         let lo = 0;
         let hi = 0;
         for (let i = start; i < end; i++) {
-          const v = w[rowBase + i];
+          const v = w[i];
           if (v < lo) lo = v;
-          if (v > hi) hi = v;
+          else if (v > hi) hi = v;
         }
         const scale = (hi - lo) / 15 || 1;
         const inv = 1 / scale;
-        const zp = Math.max(0, Math.min(15, Math.round(-lo * inv)));
+        let zp = -lo * inv + ROUND - ROUND;
+        if (zp > 15) zp = 15;
         scales[row * kBlocks + b] = scale;
-        for (let i = 0; i < blockSize; i++) {
-          q[i] = start + i < end ? Math.max(0, Math.min(15, Math.round(w[rowBase + start + i] * inv) + zp)) : zp;
+        for (let j = 0; j < blockSize; j += 2) {
+          const i = start + j;
+          let q0 = zp;
+          let q1 = zp;
+          if (i < end) {
+            q0 = w[i] * inv + ROUND - ROUND + zp;
+            q0 = q0 < 0 ? 0 : q0 > 15 ? 15 : q0;
+          }
+          if (i + 1 < end) {
+            q1 = w[i + 1] * inv + ROUND - ROUND + zp;
+            q1 = q1 < 0 ? 0 : q1 > 15 ? 15 : q1;
+          }
+          packed[out++] = q0 | (q1 << 4);
         }
-        for (let i = 0; i < blockSize; i += 2) packed[out + i / 2] = q[i] | (q[i + 1] << 4);
-        const zi = row * zpStride + (b >> 1);
-        zeroPoints![zi] |= b & 1 ? zp << 4 : zp;
+        zeroPoints![row * zpStride + (b >> 1)] |= b & 1 ? zp << 4 : zp;
       }
     }
   }

@@ -196,6 +196,11 @@ export class SafetensorsStore {
     return SafetensorsStore.openFile(single);
   }
 
+  /** The files holding the tensors. */
+  get files(): string[] {
+    return [...new Set([...this.tensors.values()].map((t) => t.file))];
+  }
+
   has(name: string): boolean {
     return this.tensors.has(name);
   }

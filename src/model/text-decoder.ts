@@ -105,7 +105,7 @@ export class TextDecoder {
       throw new Error(`${info.file}: tensor ${embName} has shape ${JSON.stringify(info.shape)}, expected [${cfg.vocabSize}, ${cfg.hiddenSize}] from config.json`);
     }
     if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${embName} has unsupported dtype ${info.dtype}`);
-    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, opts), session);
+    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, opts), session, opts);
     return new TextDecoder(cfg, sess, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0]);
   }
 

@@ -49,18 +49,20 @@ async function load(cfg: WorkerConfig): Promise<void> {
     device: cfg.device,
     quant: cfg.quant,
     threads: cfg.threads,
-    workDir: cfg.workDir,
+    cacheDir: cfg.cacheDir,
     log: (m) => log('info', m),
   };
-  const dir = await resolveCheckpoint(cfg.model, resolveOpts);
-  log('info', `loading ${cfg.model} from ${dir} (device ${cfg.device}, quant ${cfg.quant})`);
-  asr = await AsrModel.load(dir, loadOpts);
+  if (!cfg.alignOnly) {
+    const dir = await resolveCheckpoint(cfg.model, resolveOpts);
+    log('info', `loading ${cfg.model} from ${dir} (device ${cfg.device}, quant ${cfg.quant})`);
+    asr = await AsrModel.load(dir, loadOpts);
+  }
   if (cfg.aligner) {
     const alignerDir = await resolveCheckpoint(cfg.aligner, resolveOpts);
     log('info', `loading forced aligner ${cfg.aligner} from ${alignerDir}`);
     aligner = await ForcedAligner.load(alignerDir, loadOpts);
   }
-  send({ type: 'ready', languages: asr.config.supportLanguages, alignerLanguages: aligner?.languages.slice() });
+  send({ type: 'ready', languages: (asr ?? aligner)?.config.supportLanguages ?? [], alignerLanguages: aligner?.languages.slice() });
 }
 
 async function transcribe(msg: Extract<ToWorker, { type: 'transcribe' }>): Promise<void> {

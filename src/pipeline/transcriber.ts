@@ -39,7 +39,10 @@ function toError(e: SerializedError): Error {
 
 export interface CreateTranscriberOptions extends TranscriberConfig {
   segmentSeconds?: number;
-  workDir?: string;
+  /** Compiled-graph cache folder; false disables it. */
+  cacheDir?: string | false;
+  /** Load only the forced aligner (for align-only use such as `qwen3-asr align`). */
+  alignOnly?: boolean;
 }
 
 class WorkerTranscriber implements Transcriber {

@@ -1,7 +1,7 @@
 /** Messages between the main thread's Transcriber and the engine worker. */
 import type { TranscriberConfig, TranscriptionResult, TranscriptSegment, WordTimestamp, PipelineErrorCode } from './types.ts';
 
-export type WorkerConfig = Omit<TranscriberConfig, 'log'> & { segmentSeconds: number; workDir?: string };
+export type WorkerConfig = Omit<TranscriberConfig, 'log'> & { segmentSeconds: number; cacheDir?: string | false; alignOnly?: boolean };
 
 export interface JobOptions {
   language?: string;

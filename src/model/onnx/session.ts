@@ -1,14 +1,23 @@
 /**
- * Turns a graph built in TypeScript into an ONNX Runtime session.
+ * Turns a graph built in TypeScript into an ONNX Runtime session, with an on-disk cache.
  *
- * The model and its external weight file are written to a private temporary folder, the
- * session is created from that path (onnxruntime-node cannot take external data from
- * buffers), and the folder is removed right after: ONNX Runtime has read or mapped the
- * weights by then, and on Linux a mapped file outlives its directory entry.
+ * onnxruntime-node cannot take external weight data from buffers, so the model and its
+ * weight file are always written to disk and the session is created from that path. Where
+ * those files go:
+ * - cached (the default): `$QWEN3_ASR_CACHE_DIR` (default `~/.cache/qwen3-asr`), in a folder
+ *   named by a hash of everything the files depend on (the checkpoint's config and weight
+ *   files, the precision, and the source of the graph-building code itself). The next load
+ *   of the same model skips building and quantising — the slow part of a load (tens of
+ *   seconds for the 1.7B model) — and only creates the session.
+ * - `QWEN3_ASR_CACHE=0`: a private temporary folder, removed right after the session is
+ *   created (ONNX Runtime has read or mapped the weights by then; on Linux a mapped file
+ *   outlives its directory entry).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { ExternalDataFile, GraphBuilder } from './graph.ts';
 import type { Device } from '../../pipeline/types.ts';
@@ -17,8 +26,10 @@ export interface SessionOptions {
   device: Device;
   /** Intra-op threads; 0 lets ONNX Runtime use one per physical core. */
   threads: number;
-  /** Where the temporary model files go (default: the OS temp folder). */
-  workDir?: string;
+  /** Overrides the cache folder; `false` disables caching. */
+  cacheDir?: string | false;
+  /** The checkpoint the graphs are built from (folder and weight files): the cache key's source. */
+  cacheSource?: { dir: string; files: string[] };
 }
 
 export class DeviceError extends Error {
@@ -35,42 +46,128 @@ export function executionProviders(device: Device): ort.InferenceSession.Executi
   return [{ name: 'cuda', deviceId: m[1] ? Number(m[1]) : 0 }, 'cpu'];
 }
 
+export function defaultCacheDir(): string | false {
+  if (/^(0|false|no|off)$/i.test(process.env.QWEN3_ASR_CACHE ?? '')) return false;
+  return process.env.QWEN3_ASR_CACHE_DIR || join(homedir(), '.cache', 'qwen3-asr');
+}
+
+/** Source files whose content decides the graphs' bytes: a change to any of them invalidates the cache. */
+const GRAPH_SOURCES = ['graph.ts', 'protobuf.ts', 'layers.ts', '../quantize.ts', '../encoder-graph.ts', '../decoder-graph.ts'];
+let graphSourceHash: string | undefined;
+
+function sourceHash(): string {
+  if (!graphSourceHash) {
+    const h = createHash('sha256');
+    const here = dirname(fileURLToPath(import.meta.url));
+    for (const f of GRAPH_SOURCES) h.update(readFileSync(join(here, f)));
+    graphSourceHash = h.digest('hex');
+  }
+  return graphSourceHash;
+}
+
+/**
+ * A cache key for a graph built from a checkpoint folder: config.json's content, every
+ * weight file's name, size and modification time, the build parameters, and the builder's
+ * source.
+ */
+export function checkpointCacheKey(checkpointDir: string, files: string[], params: unknown): string {
+  const h = createHash('sha256');
+  h.update(sourceHash());
+  h.update(JSON.stringify(params));
+  h.update(readFileSync(join(checkpointDir, 'config.json')));
+  for (const f of [...new Set(files)].sort()) {
+    const st = statSync(f);
+    h.update(`${f}\0${st.size}\0${st.mtimeMs}\0`);
+  }
+  return h.digest('hex').slice(0, 24);
+}
+
+function sessionOptions(name: string, opts: SessionOptions): ort.InferenceSession.SessionOptions {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: executionProviders(opts.device),
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+    logSeverityLevel: 3,
+  };
+  if (opts.threads > 0) options.intraOpNumThreads = opts.threads;
+  // Developer aid: QWEN3_ASR_ORT_PROFILE=prefix writes ONNX Runtime's per-op profile JSON.
+  if (process.env.QWEN3_ASR_ORT_PROFILE) {
+    options.enableProfiling = true;
+    options.profileFilePrefix = `${process.env.QWEN3_ASR_ORT_PROFILE}-${name}`;
+  }
+  return options;
+}
+
+async function openSession(name: string, modelPath: string, opts: SessionOptions): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(modelPath, sessionOptions(name, opts));
+  } catch (err) {
+    const msg = (err as Error).message ?? String(err);
+    if (opts.device !== 'cpu' && /cuda|shared library|provider/i.test(msg)) {
+      throw new DeviceError(
+        `DEVICE=${opts.device}: ONNX Runtime's CUDA execution provider could not be loaded (${msg.split('\n')[0]}). ` +
+          'Install it with `npm run install:cuda` (downloads the CUDA 12 provider libraries for onnxruntime-node; needs an NVIDIA driver with CUDA 12), or use DEVICE=cpu.',
+      );
+    }
+    throw err;
+  }
+}
+
+function writeModel(dir: string, name: string, build: (g: GraphBuilder) => void): string {
+  const ext = new ExternalDataFile(join(dir, `${name}.weights`));
+  const g = new GraphBuilder(name, ext);
+  try {
+    build(g);
+  } finally {
+    ext.close();
+  }
+  const modelPath = join(dir, `${name}.onnx`);
+  writeFileSync(modelPath, g.toBytes());
+  return modelPath;
+}
+
+/**
+ * Creates the session for graph `name`. With a `cacheKey` and caching on, a complete cached
+ * build is reused; otherwise the graph is built (into the cache, or a temporary folder).
+ */
 export async function createSession(
   name: string,
   build: (g: GraphBuilder) => void,
   opts: SessionOptions,
+  /** What else the graph depends on (precision, options); enables caching with opts.cacheSource. */
+  keyParams?: unknown,
 ): Promise<ort.InferenceSession> {
-  const dir = mkdtempSync(join(opts.workDir ?? tmpdir(), `qwen3-asr-${name}-`));
-  try {
-    const ext = new ExternalDataFile(join(dir, `${name}.weights`));
-    const g = new GraphBuilder(name, ext);
-    try {
-      build(g);
-    } finally {
-      ext.close();
-    }
-    const modelPath = join(dir, `${name}.onnx`);
-    writeFileSync(modelPath, g.toBytes());
-    const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: executionProviders(opts.device),
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-      interOpNumThreads: 1,
-      logSeverityLevel: 3,
-    };
-    if (opts.threads > 0) options.intraOpNumThreads = opts.threads;
-    try {
-      return await ort.InferenceSession.create(modelPath, options);
-    } catch (err) {
-      const msg = (err as Error).message ?? String(err);
-      if (opts.device !== 'cpu' && /cuda|shared library|provider/i.test(msg)) {
-        throw new DeviceError(
-          `DEVICE=${opts.device}: ONNX Runtime's CUDA execution provider could not be loaded (${msg.split('\n')[0]}). ` +
-            'Install it with `npm run install:cuda` (downloads the CUDA provider libraries for onnxruntime-node; needs a CUDA 12 driver), or use DEVICE=cpu.',
-        );
+  const cacheRoot = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
+  const cacheKey = keyParams !== undefined && opts.cacheSource ? checkpointCacheKey(opts.cacheSource.dir, opts.cacheSource.files, { name, keyParams }) : undefined;
+  if (cacheKey && cacheRoot) {
+    const dir = join(cacheRoot, `${name}-${cacheKey}`);
+    const done = join(dir, 'complete');
+    if (existsSync(done)) {
+      try {
+        return await openSession(name, join(dir, `${name}.onnx`), opts);
+      } catch (err) {
+        if (err instanceof DeviceError) throw err;
+        rmSync(dir, { recursive: true, force: true }); // damaged cache entry: rebuild below
       }
+    }
+    const tmp = `${dir}.partial-${process.pid}-${Date.now()}`;
+    mkdirSync(tmp, { recursive: true });
+    try {
+      writeModel(tmp, name, build);
+      writeFileSync(join(tmp, 'complete'), new Date().toISOString());
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(tmp, dir);
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
       throw err;
     }
+    return openSession(name, join(dir, `${name}.onnx`), opts);
+  }
+  const dir = join(tmpdir(), `qwen3-asr-${name}-${process.pid}-${Date.now()}`);
+  mkdirSync(dir, { recursive: true });
+  try {
+    return await openSession(name, writeModel(dir, name, build), opts);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,0 +1,86 @@
+/**
+ * One benchmark configuration in its own process (so peak RSS and load time are its own):
+ * `node --import tsx src/bench/bench-model.ts --model DIR --quant Q --audio WAV`.
+ * Prints one JSON line with the measurements.
+ */
+import { parseArgs } from 'node:util';
+import { decodeAudio } from '../audio/decode.ts';
+import { AsrModel } from '../model/asr-model.ts';
+import { generateGreedy } from '../model/generate.ts';
+import { buildAsrPrompt } from '../model/prompt.ts';
+import { embedPrompt } from '../model/text-decoder.ts';
+import type { Quantization } from '../pipeline/types.ts';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    quant: { type: 'string' },
+    audio: { type: 'string' },
+    threads: { type: 'string' },
+    'decode-steps': { type: 'string' },
+    'tokens-per-second': { type: 'string' },
+  },
+});
+const quant = values.quant as Quantization;
+const threads = Number(values.threads ?? 0);
+const steps = Number(values['decode-steps'] ?? 24);
+const tokensPerSecond = Number(values['tokens-per-second'] ?? 4);
+
+const now = () => performance.now() / 1000;
+let t = now();
+const model = await AsrModel.load(values.model!, { device: 'cpu', quant, threads });
+const loadSeconds = now() - t;
+
+const audio = (await decodeAudio(values.audio!)).samples;
+const audioSeconds = audio.length / 16000;
+const feats = model.melFeatures(audio);
+// Warm-up run of each session so one-time costs stay out of the rates.
+await model.encoder.encode([model.melFeatures(audio.subarray(0, 16000 * 2))]);
+t = now();
+const [embeds] = await model.encoder.encode([feats]);
+const encoderSeconds = now() - t;
+
+const H = model.config.text.hiddenSize;
+const prompt = buildAsrPrompt(model.tokenizer, { audioTokens: embeds.length / H });
+const promptEmbeds = embedPrompt(model.decoder, prompt.ids, model.config.audioTokenId, embeds);
+
+async function timedGeneration(batch: number, newTokens: number): Promise<{ prefill: number; perStep: number }> {
+  const stamps: number[] = [];
+  const start = now();
+  await generateGreedy(
+    model.decoder,
+    Array.from({ length: batch }, () => ({ embeds: promptEmbeds, length: prompt.ids.length, maxNewTokens: newTokens })),
+    { stopIds: new Set(), onStep: () => stamps.push(now()) },
+  );
+  return { prefill: stamps[0] - start, perStep: (stamps[stamps.length - 1] - stamps[0]) / (stamps.length - 1) };
+}
+await timedGeneration(1, 2); // warm-up
+const b1 = await timedGeneration(1, steps + 1);
+const b8 = await timedGeneration(8, Math.max(8, Math.floor(steps / 2)) + 1);
+
+// Whole engine on the recording, decoding exactly `tokensPerSecond` tokens per audio second.
+const forced = Math.round(audioSeconds * tokensPerSecond);
+t = now();
+await model.transcribe([{ samples: audio, maxNewTokens: forced }], { ignoreStopTokens: true });
+const endToEnd = now() - t;
+
+console.log(
+  JSON.stringify({
+    model: values.model,
+    quant,
+    precisions: model.precisions,
+    loadSeconds,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    audioSeconds,
+    encoderAudioSecondsPerSecond: audioSeconds / encoderSeconds,
+    promptTokens: prompt.ids.length,
+    prefillTokensPerSecond: prompt.ids.length / b1.prefill,
+    decodeTokensPerSecondB1: 1 / b1.perStep,
+    decodeTokensPerSecondB8: 8 / b8.perStep,
+    batch8Speedup: b1.perStep / (b8.perStep / 8),
+    forcedTokens: forced,
+    endToEndSeconds: endToEnd,
+    rtf: endToEnd / audioSeconds,
+  }),
+);
+await model.release();

@@ -1,0 +1,66 @@
+/**
+ * `npm run bench`: speed on full-size random checkpoints (made on first use with the
+ * project's own generator; speed does not depend on the weights' values) and a real 60 s
+ * recording from ../shared/audio. Each configuration runs in its own process.
+ *
+ *   npm run bench -- [--sizes 1.7b,0.6b] [--quants int8,int4,none] [--out FILE] [--threads N]
+ *
+ * Prints a table and writes the JSON results (default bench-results/bench-<time>.json).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { AUDIO_DIR, REPO_ROOT } from '../testing/shared.ts';
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '1.7b,0.6b' },
+    quants: { type: 'string', default: 'int8,int4,none' },
+    out: { type: 'string' },
+    threads: { type: 'string', default: '0' },
+    'cache-dir': { type: 'string', default: join(REPO_ROOT, '.bench') },
+  },
+});
+
+const AUDIO = join(AUDIO_DIR, 'notld', '60s_i_dont_want_anyones_life_on_my_hands.wav');
+const tsx = ['--import', 'tsx'];
+
+function checkpoint(size: string): string {
+  const dir = join(values['cache-dir']!, `qwen3-asr-${size}`);
+  if (!existsSync(join(dir, 'config.json'))) {
+    console.error(`bench: generating a random ${size} checkpoint in ${dir}`);
+    execFileSync(process.execPath, [...tsx, join(REPO_ROOT, 'src/tools/make-checkpoint.ts'), '--size', size, '--out', dir], { stdio: 'inherit' });
+  }
+  return dir;
+}
+
+const rows: Record<string, any>[] = [];
+for (const size of values.sizes!.split(',')) {
+  const dir = checkpoint(size);
+  for (const quant of values.quants!.split(',')) {
+    console.error(`bench: ${size} ${quant} ...`);
+    const out = execFileSync(
+      process.execPath,
+      [...tsx, join(REPO_ROOT, 'src/bench/bench-model.ts'), '--model', dir, '--quant', quant, '--audio', AUDIO, '--threads', values.threads!],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 },
+    );
+    const row = { size, ...JSON.parse(out.trim().split('\n').pop()!) };
+    rows.push(row);
+    console.error(JSON.stringify(row));
+  }
+}
+
+const f = (x: number, d = 1) => x.toFixed(d);
+const header = '| model | quant | load s | peak RSS MB | encoder audio-s/s | prefill tok/s | decode tok/s b1 | decode tok/s b8 | b8/b1 | RTF 60 s @4 tok/s |';
+console.log(header);
+console.log(header.replace(/[^|]+/g, '---'));
+for (const r of rows) {
+  console.log(
+    `| ${r.size} | ${r.quant} | ${f(r.loadSeconds)} | ${f(r.peakRssMB, 0)} | ${f(r.encoderAudioSecondsPerSecond)} | ${f(r.prefillTokensPerSecond)} | ${f(r.decodeTokensPerSecondB1)} | ${f(r.decodeTokensPerSecondB8)} | ${f(r.batch8Speedup)} | ${f(r.rtf, 3)} |`,
+  );
+}
+const outFile = values.out ?? join(REPO_ROOT, 'bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+mkdirSync(join(outFile, '..'), { recursive: true });
+writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), audio: AUDIO, results: rows }, null, 2));
+console.error(`bench: results written to ${outFile}`);

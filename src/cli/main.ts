@@ -1,0 +1,243 @@
+/**
+ * The `qwen3-asr` command line: transcribe or align audio files with the same pipeline the
+ * HTTP service uses (decode -> segments -> engine in a worker thread -> formats).
+ *
+ *   qwen3-asr transcribe <audio> [--model M] [--language L] [--context TEXT] [--max-new-tokens N]
+ *                        [--quant none|int8|int4] [--device cpu|cuda|cuda:N] [--threads N]
+ *                        [--batch-size N] [--segment-seconds N] [--timestamps --aligner A]
+ *                        [--format json|text|srt|vtt|verbose_json] [--json]
+ *   qwen3-asr align <audio> --text TEXT --language L --aligner A [--json]
+ */
+import { parseArgs } from 'node:util';
+import { resolveLanguage } from '../pipeline/languages.ts';
+import { createTranscriber } from '../pipeline/transcriber.ts';
+import { PipelineError, type Device, type Quantization, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
+import { subtitles, verboseJson } from '../server/response-formats.ts';
+import { decodeAudio } from '../audio/decode.ts';
+
+const DEFAULT_MODEL = 'Qwen/Qwen3-ASR-1.7B';
+const DEFAULT_ALIGNER = 'Qwen/Qwen3-ForcedAligner-0.6B';
+
+export const USAGE = `Usage:
+  qwen3-asr transcribe <audio> [options]
+  qwen3-asr align <audio> --text TEXT --language L [--aligner A] [--json]
+
+Transcribe options:
+  --model M              checkpoint folder or Hugging Face repo id (default: $MODEL_NAME or ${DEFAULT_MODEL})
+  --language L           force the language (Qwen name, ISO code or BCP-47 tag); default: detect
+  --context TEXT         context for the system prompt (names, terms)
+  --max-new-tokens N     cap on generated tokens per segment (default: grows with duration)
+  --quant Q              none | int8 | int4 (default: $QUANT or int8)
+  --device D             cpu | cuda | cuda:N (default: $DEVICE or cpu)
+  --threads N            ONNX Runtime threads (default: $THREADS or one per core)
+  --batch-size N         segments decoded together (default: $MAX_INFERENCE_BATCH_SIZE or 8)
+  --segment-seconds N    longest segment (default: 120; 180 at most with --timestamps)
+  --timestamps           word timestamps with the forced aligner
+  --aligner A            forced-aligner folder or repo id (default: $FORCED_ALIGNER or ${DEFAULT_ALIGNER})
+  --format F             text | json | verbose_json | srt | vtt (default: text)
+  --json                 one JSON object: text, language, raw, token_ids, duration, segments
+  --hf-home DIR          Hugging Face cache root (default: $HF_HOME or ~/.cache/huggingface)
+  -h, --help             this help
+`;
+
+class UsageError extends Error {}
+
+function positiveInt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function parseQuant(v: string | undefined): Quantization {
+  const q = v ?? process.env.QUANT ?? 'int8';
+  if (q !== 'none' && q !== 'int8' && q !== 'int4') throw new UsageError(`--quant must be none, int8 or int4, got ${JSON.stringify(q)}`);
+  return q;
+}
+
+function parseDevice(v: string | undefined): Device {
+  const d = v ?? process.env.DEVICE ?? 'cpu';
+  if (!/^(cpu|cuda(:\d+)?)$/.test(d)) throw new UsageError(`--device must be cpu, cuda or cuda:N, got ${JSON.stringify(d)}`);
+  return d as Device;
+}
+
+const FORMATS = ['text', 'json', 'verbose_json', 'srt', 'vtt'] as const;
+
+/** Progress on a terminal for long recordings: "transcribing  42% (2:31 / 6:00)". */
+function progressPrinter(enabled: boolean) {
+  const fmt = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+  let last = 0;
+  return {
+    update(done: number, total: number) {
+      if (!enabled || total < 60) return;
+      const now = Date.now();
+      if (now - last < 250 && done < total) return;
+      last = now;
+      process.stderr.write(`\rtranscribing ${String(Math.floor((100 * done) / total)).padStart(3)}% (${fmt(done)} / ${fmt(total)})`);
+    },
+    end() {
+      if (enabled && last) process.stderr.write('\n');
+    },
+  };
+}
+
+function render(result: TranscriptionResult, format: (typeof FORMATS)[number], timestamps: boolean): string {
+  switch (format) {
+    case 'text':
+      return result.text + '\n';
+    case 'json':
+      return JSON.stringify(timestamps ? { text: result.text, language: result.language, words: result.words ?? [] } : { text: result.text, language: result.language }) + '\n';
+    case 'verbose_json':
+      return JSON.stringify(verboseJson(result, { granularities: timestamps ? ['segment', 'word'] : ['segment'] }), null, 2) + '\n';
+    case 'srt':
+    case 'vtt':
+      return subtitles(result, format);
+  }
+}
+
+/** `--json`: everything a script needs, including the raw model output and token ids. */
+export function cliJson(result: TranscriptionResult): Record<string, unknown> {
+  const one = result.segments.length === 1 ? result.segments[0] : undefined;
+  return {
+    text: result.text,
+    language: result.language,
+    raw: one ? one.raw : result.segments.map((s) => s.raw).join('\n'),
+    token_ids: one ? one.tokenIds : result.segments.flatMap((s) => s.tokenIds),
+    truncated: result.segments.some((s) => s.truncated),
+    duration: result.duration,
+    segments: result.segments.map((s) => ({
+      id: s.id,
+      start: s.start,
+      end: s.end,
+      text: s.text,
+      language: s.language,
+      raw: s.raw,
+      token_ids: s.tokenIds,
+      truncated: s.truncated,
+      ...(s.words ? { words: s.words } : {}),
+    })),
+    ...(result.words ? { words: result.words } : {}),
+  };
+}
+
+async function withTranscriber<T>(make: () => Transcriber, run: (t: Transcriber) => Promise<T>): Promise<T> {
+  const t = make();
+  try {
+    await t.whenReady();
+    return await run(t);
+  } finally {
+    await t.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (!command || command === '-h' || command === '--help' || command === 'help') {
+      process.stdout.write(USAGE);
+      return command ? 0 : 2;
+    }
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        model: { type: 'string' },
+        language: { type: 'string' },
+        context: { type: 'string' },
+        'max-new-tokens': { type: 'string' },
+        quant: { type: 'string' },
+        device: { type: 'string' },
+        threads: { type: 'string' },
+        'batch-size': { type: 'string' },
+        'segment-seconds': { type: 'string' },
+        timestamps: { type: 'boolean' },
+        aligner: { type: 'string' },
+        format: { type: 'string' },
+        json: { type: 'boolean' },
+        text: { type: 'string' },
+        'hf-home': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (positionals.length !== 1) throw new UsageError(`${command} takes exactly one audio file, got ${positionals.length}`);
+    const audio = positionals[0];
+    const common = {
+      device: parseDevice(values.device),
+      quant: parseQuant(values.quant),
+      threads: positiveInt('threads', values.threads ?? process.env.THREADS) ?? 0,
+      maxBatchSize: positiveInt('batch-size', values['batch-size'] ?? process.env.MAX_INFERENCE_BATCH_SIZE) ?? 8,
+      maxQueue: 1,
+      hfHome: values['hf-home'] ?? process.env.HF_HOME,
+      hfEndpoint: process.env.HF_ENDPOINT,
+      hfOffline: /^(1|true|yes|on)$/i.test(process.env.HF_HUB_OFFLINE ?? ''),
+      hfToken: process.env.HF_TOKEN,
+      log: (level: string, msg: string) => {
+        if (level !== 'info' || process.env.LOG_LEVEL === 'debug' || process.env.LOG_LEVEL === 'info') process.stderr.write(`${msg}\n`);
+      },
+    };
+
+    if (command === 'transcribe') {
+      const format = (values.format ?? 'text') as (typeof FORMATS)[number];
+      if (!FORMATS.includes(format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`);
+      let language: string | undefined;
+      if (values.language) {
+        const r = resolveLanguage(values.language);
+        if (!r.ok) throw new UsageError(r.message);
+        language = r.name || undefined;
+      }
+      const segmentSeconds = positiveInt('segment-seconds', values['segment-seconds']);
+      const timestamps = values.timestamps ?? false;
+      const aligner = timestamps ? (values.aligner ?? (process.env.FORCED_ALIGNER || DEFAULT_ALIGNER)) : undefined;
+      const progress = progressPrinter(process.stderr.isTTY === true);
+      const result = await withTranscriber(
+        () => createTranscriber({ ...common, model: values.model ?? (process.env.MODEL_NAME || DEFAULT_MODEL), aligner, segmentSeconds }),
+        (t) =>
+          t.transcribeFile(audio, {
+            language,
+            context: values.context,
+            timestamps,
+            maxNewTokens: positiveInt('max-new-tokens', values['max-new-tokens']),
+            onProgress: (d, total) => progress.update(d, total),
+          }),
+      );
+      progress.end();
+      process.stdout.write(values.json ? JSON.stringify(cliJson(result)) + '\n' : render(result, format, timestamps));
+      return 0;
+    }
+
+    if (command === 'align') {
+      if (values.text === undefined) throw new UsageError('align needs --text TEXT');
+      if (!values.language) throw new UsageError('align needs --language L (a language the aligner supports, e.g. English)');
+      const r = resolveLanguage(values.language);
+      if (!r.ok || !r.name) throw new UsageError(r.ok ? 'align needs a language, not auto-detection' : r.message);
+      const samples = (await decodeAudio(audio)).samples;
+      const items = await withTranscriber(
+        () => {
+          const aligner = values.aligner ?? (process.env.FORCED_ALIGNER || DEFAULT_ALIGNER);
+          return createTranscriber({ ...common, model: aligner, aligner, alignOnly: true });
+        },
+        (t) => t.align(samples, values.text!, r.name),
+      );
+      const out = { text: values.text, language: r.name, items };
+      process.stdout.write(values.json ? JSON.stringify(out) + '\n' : items.map((i) => `${i.start.toFixed(3)}\t${i.end.toFixed(3)}\t${i.text}`).join('\n') + '\n');
+      return 0;
+    }
+    throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      process.stderr.write(`qwen3-asr: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    const prefix = err instanceof PipelineError ? `qwen3-asr: ${err.code}: ` : 'qwen3-asr: ';
+    process.stderr.write(`${prefix}${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}

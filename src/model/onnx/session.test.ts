@@ -1,0 +1,62 @@
+/** The compiled-graph cache: reuse, invalidation, damaged entries, and the uncached path. */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import ort from 'onnxruntime-node';
+import { DataType, type GraphBuilder } from './graph.ts';
+import { createSession } from './session.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'qwen3-asr-cache-test-'));
+const cacheDir = join(root, 'cache');
+const ckpt = join(root, 'ckpt');
+after(() => rmSync(root, { recursive: true, force: true }));
+
+function scaleGraph(factor: number) {
+  return (g: GraphBuilder) => {
+    const x = g.input('x', DataType.FLOAT, [2]);
+    g.node('Mul', [x, g.constFloat([factor])], {}, { outputs: ['y'] });
+    g.output('y', DataType.FLOAT, [2]);
+  };
+}
+
+async function run(s: ort.InferenceSession): Promise<number[]> {
+  const out = await s.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2]), [2]) });
+  await s.release();
+  return Array.from(out.y.data as Float32Array);
+}
+
+test('a cached build is reused, and a changed checkpoint or parameter builds anew', async () => {
+  mkdirSync(ckpt, { recursive: true });
+  writeFileSync(join(ckpt, 'config.json'), '{"a":1}');
+  writeFileSync(join(ckpt, 'w.bin'), 'weights');
+  const opts = { device: 'cpu' as const, threads: 1, cacheDir, cacheSource: { dir: ckpt, files: [join(ckpt, 'w.bin')] } };
+  let builds = 0;
+  const counted = (f: number) => (g: GraphBuilder) => {
+    builds++;
+    scaleGraph(f)(g);
+  };
+  assert.deepEqual(await run(await createSession('m', counted(3), opts, { p: 1 })), [3, 6]);
+  assert.deepEqual(await run(await createSession('m', counted(5), opts, { p: 1 })), [3, 6], 'second load must come from the cache');
+  assert.equal(builds, 1);
+  assert.deepEqual(await run(await createSession('m', counted(5), opts, { p: 2 })), [5, 10]);
+  writeFileSync(join(ckpt, 'config.json'), '{"a":2}');
+  assert.deepEqual(await run(await createSession('m', counted(7), opts, { p: 2 })), [7, 14]);
+  assert.equal(builds, 3);
+  assert.ok(readdirSync(cacheDir).every((d) => !d.includes('partial')), 'no partial builds left behind');
+});
+
+test('a damaged cache entry is rebuilt', async () => {
+  const opts = { device: 'cpu' as const, threads: 1, cacheDir, cacheSource: { dir: ckpt, files: [] } };
+  await run(await createSession('d', scaleGraph(2), opts, {}));
+  const entry = readdirSync(cacheDir).find((d) => d.startsWith('d-'))!;
+  writeFileSync(join(cacheDir, entry, 'd.onnx'), 'garbage');
+  assert.deepEqual(await run(await createSession('d', scaleGraph(2), opts, {})), [2, 4]);
+});
+
+test('without a cache the temporary build folder is removed', async () => {
+  const before = readdirSync(tmpdir()).filter((d) => d.startsWith('qwen3-asr-t-')).length;
+  assert.deepEqual(await run(await createSession('t', scaleGraph(4), { device: 'cpu', threads: 1, cacheDir: false }, {})), [4, 8]);
+  assert.equal(readdirSync(tmpdir()).filter((d) => d.startsWith('qwen3-asr-t-')).length, before);
+});
