@@ -3,8 +3,8 @@
  * weights against fp32, on single matrices and on the whole tiny-a model's logits.
  *
  * Bounds measured on this machine (tiny-a, all 18 cases, first-step logits vs fp32):
- *   int8: max relative L2 error 0.027, max abs 0.40 (logits std ≈ 3), argmax 18/18
- *   int4: max relative L2 error 0.29,  max abs 4.4,                   argmax 13/18
+ *   int8 (blocks of 128): max relative L2 error 0.030, max abs 0.48 (logits std ≈ 3), argmax 18/18
+ *   int4 (blocks of 32):  max relative L2 error 0.29,  max abs 4.5,  argmax 13/18
  * The tiny model's random Gaussian weights are a hard case for 4 bits (a single random
  * 256×256 matrix already loses 8% to round-to-nearest int4 with block 32); the bounds below
  * leave ~25% headroom over those measurements.
@@ -100,7 +100,7 @@ test('tiny-a first-step logits: int8 and int4 error against fp32 stays within th
     }
   };
   const ref = await logitsOf('none');
-  for (const [quant, bound, minAgree] of [['int8', 0.035, 18], ['int4', 0.36, 11]] as const) {
+  for (const [quant, bound, minAgree] of [['int8', 0.04, 18], ['int4', 0.36, 11]] as const) {
     const out = await logitsOf(quant);
     const worst = Math.max(...out.map((o, i) => relError(o.firstLogits!, ref[i].firstLogits!)));
     const agree = out.filter((o, i) => o.tokenIds[0] === ref[i].tokenIds[0]).length;
