@@ -20,6 +20,10 @@ const { values } = parseArgs({
     out: { type: 'string' },
     threads: { type: 'string', default: '0' },
     'cache-dir': { type: 'string', default: join(REPO_ROOT, '.bench') },
+    /** Model, quantisation and length of the long-recording run ('' skips it). */
+    'pipeline-size': { type: 'string', default: '1.7b' },
+    'pipeline-quant': { type: 'string', default: 'int8' },
+    minutes: { type: 'string', default: '10' },
   },
 });
 
@@ -51,6 +55,20 @@ for (const size of values.sizes!.split(',')) {
   }
 }
 
+// Long recording through the whole pipeline, with and without timestamps, and the aligner.
+let pipeline: Record<string, any> | undefined;
+if (values['pipeline-size']) {
+  const model = checkpoint(values['pipeline-size']);
+  const aligner = checkpoint('aligner');
+  console.error(`bench: ${values.minutes}-minute recording through the pipeline (${values['pipeline-size']} ${values['pipeline-quant']}) ...`);
+  const out = execFileSync(
+    process.execPath,
+    [...tsx, join(REPO_ROOT, 'src/bench/bench-pipeline.ts'), '--model', model, '--aligner', aligner, '--quant', values['pipeline-quant']!, '--minutes', values.minutes!, '--threads', values.threads!],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 },
+  );
+  pipeline = { size: values['pipeline-size'], ...JSON.parse(out.trim().split('\n').pop()!) };
+}
+
 const f = (x: number, d = 1) => x.toFixed(d);
 const header = '| model | quant | load s | peak RSS MB | encoder audio-s/s | prefill tok/s | decode tok/s b1 | decode tok/s b8 | b8/b1 | RTF 60 s @4 tok/s |';
 console.log(header);
@@ -60,7 +78,17 @@ for (const r of rows) {
     `| ${r.size} | ${r.quant} | ${f(r.loadSeconds)} | ${f(r.peakRssMB, 0)} | ${f(r.encoderAudioSecondsPerSecond)} | ${f(r.prefillTokensPerSecond)} | ${f(r.decodeTokensPerSecondB1)} | ${f(r.decodeTokensPerSecondB8)} | ${f(r.batch8Speedup)} | ${f(r.rtf, 3)} |`,
   );
 }
+if (pipeline) {
+  const p = pipeline.pipeline;
+  console.log(`\n${pipeline.size} ${pipeline.quant}, ${f(p.audioSeconds / 60)}-minute recording, ${p.segments} segments of ≤${p.segmentSeconds} s, batch ${p.batch}, 4 tokens per audio second:`);
+  console.log(`- without timestamps: ${f(p.seconds)} s, RTF ${f(p.rtf, 3)} (${f(1 / p.rtf)}x real time)`);
+  const w = pipeline.pipelineWithTimestamps;
+  if (w) console.log(`- with word timestamps: ${f(w.seconds)} s, RTF ${f(w.rtf, 3)} (${f(1 / w.rtf)}x real time), ${w.words} words`);
+  const a = pipeline.aligner;
+  if (a) console.log(`- forced aligner alone: ${f(a.audioSecondsPerSecond)} audio-s/s (${f(a.audioSeconds)} s, ${a.words} words in ${f(a.seconds, 2)} s)`);
+  console.log(`- peak RSS ${f(pipeline.peakRssMB, 0)} MB`);
+}
 const outFile = values.out ?? join(REPO_ROOT, 'bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 mkdirSync(join(outFile, '..'), { recursive: true });
-writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), audio: AUDIO, results: rows }, null, 2));
+writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), audio: AUDIO, results: rows, pipeline }, null, 2));
 console.error(`bench: results written to ${outFile}`);

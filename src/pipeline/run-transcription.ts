@@ -21,6 +21,11 @@ export interface PipelineSettings {
   maxBatchSize: number;
   /** Explicit cap per segment; the budget otherwise grows with duration. */
   maxNewTokens?: number;
+  /**
+   * Benchmarks only: decode exactly this many tokens per audio second, ignoring stop tokens
+   * (random-weight checkpoints emit arbitrary tokens, so their natural length means nothing).
+   */
+  forceTokensPerSecond?: number;
 }
 
 /**
@@ -69,9 +74,11 @@ export async function runTranscription(
         samples: p.samples,
         language: opts.language || undefined,
         context: opts.context,
-        maxNewTokens: tokenBudget(p.samples.length / SAMPLE_RATE, opts.maxNewTokens ?? settings.maxNewTokens),
+        maxNewTokens: settings.forceTokensPerSecond
+          ? Math.max(1, Math.round(((p.end - p.start) / SAMPLE_RATE) * settings.forceTokensPerSecond))
+          : tokenBudget(p.samples.length / SAMPLE_RATE, opts.maxNewTokens ?? settings.maxNewTokens),
       })),
-      { signal: opts.signal },
+      { signal: opts.signal, ignoreStopTokens: settings.forceTokensPerSecond !== undefined },
     );
     let words: (WordTimestamp[] | undefined)[] = batch.map(() => undefined);
     if (opts.timestamps && aligner) words = await alignBatch(aligner, batch, results, opts);
