@@ -13,8 +13,7 @@ import { parseArgs } from 'node:util';
 import { decodeAudio } from '../audio/decode.ts';
 import { ForcedAligner } from '../aligner/aligner-model.ts';
 import { AsrModel } from '../model/asr-model.ts';
-import { runTranscription } from '../pipeline/run-transcription.ts';
-import { DEFAULT_SEGMENT_SECONDS } from '../pipeline/transcriber.ts';
+import { DEFAULT_SEGMENT_SECONDS, runTranscription } from '../pipeline/run-transcription.ts';
 import { AUDIO_DIR } from '../testing/shared.ts';
 import type { Quantization } from '../pipeline/types.ts';
 

@@ -15,10 +15,9 @@ import {
   type TranscriptionResult,
   type WordTimestamp,
 } from './types.ts';
+import { DEFAULT_SEGMENT_SECONDS } from './run-transcription.ts';
 import type { FromWorker, JobOptions, SerializedError, ToWorker, WorkerConfig } from './worker-protocol.ts';
 
-/** Default longest segment without timestamps (README "Long recordings" explains the choice). */
-export const DEFAULT_SEGMENT_SECONDS = 120;
 
 interface Job {
   id: number;
@@ -38,7 +37,6 @@ function toError(e: SerializedError): Error {
 }
 
 export interface CreateTranscriberOptions extends TranscriberConfig {
-  segmentSeconds?: number;
   /** Compiled-graph cache folder; false disables it. */
   cacheDir?: string | false;
   /** Load only the forced aligner (for align-only use such as `qwen3-asr align`). */
@@ -227,6 +225,13 @@ class WorkerTranscriber implements Transcriber {
     for (const job of this.queue.splice(0)) {
       job.cleanup();
       job.reject(err);
+    }
+    const running = this.current;
+    if (running) {
+      this.post({ type: 'cancel', id: running.id });
+      this.current = undefined;
+      running.cleanup();
+      running.reject(err);
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 5000);

@@ -96,6 +96,8 @@ export interface TranscriberConfig {
   maxBatchSize: number;
   /** Explicit cap on new tokens per segment; undefined = grows with duration only. */
   maxNewTokens?: number;
+  /** Longest segment long audio is cut into, at quiet points (default DEFAULT_SEGMENT_SECONDS). */
+  segmentSeconds?: number;
   /** Jobs waiting beyond the running one before new ones are refused with PipelineError('queue_full'). */
   maxQueue: number;
   hfHome?: string;

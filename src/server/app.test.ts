@@ -1,0 +1,760 @@
+/**
+ * The HTTP service end to end: real Fastify servers on loopback ports, the real transcriber
+ * (tiny random checkpoint, so transcripts are nonsense: shapes, formats and statuses are what
+ * is checked), requests through fetch and the official `openai` client.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import OpenAI, { toFile } from 'openai';
+import type { FastifyInstance } from 'fastify';
+import { createTranscriber } from '../pipeline/transcriber.ts';
+import type { Transcriber } from '../pipeline/types.ts';
+import { AUDIO_DIR, goldenPath } from '../testing/shared.ts';
+import { buildApp } from './app.ts';
+import type { ServerConfig } from './env-config.ts';
+
+const API_KEY = 'test-key-7f3a';
+const AUTH = { authorization: `Bearer ${API_KEY}` };
+const MAX_UPLOAD_BYTES = 24 * 1024 * 1024;
+const TINY = goldenPath('tiny-a', 'checkpoint');
+const ALIGNER = goldenPath('aligner-a', 'checkpoint');
+
+interface Server {
+  app: FastifyInstance;
+  url: string;
+  transcriber: Transcriber;
+  uploadDir: string;
+  openai: OpenAI;
+}
+
+const servers: Server[] = [];
+const transcribers: Transcriber[] = [];
+let scratch: string;
+let main: Server;
+let aligned: Server;
+let en3s: Buffer;
+let longWav: Buffer;
+
+function makeConfig(uploadDir: string, over: Partial<ServerConfig> = {}): ServerConfig {
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    modelName: TINY,
+    device: 'cpu',
+    dtype: 'float32',
+    quant: 'none',
+    threads: 1,
+    maxBatchSize: 4,
+    segmentSeconds: 120,
+    hfOffline: true,
+    maxUploadBytes: MAX_UPLOAD_BYTES,
+    maxQueue: 1,
+    apiKey: API_KEY,
+    logLevel: 'silent',
+    uploadDir,
+    ...over,
+  };
+}
+
+function newTranscriber(config: ServerConfig): Transcriber {
+  const t = createTranscriber({
+    model: config.modelName,
+    aligner: config.forcedAligner,
+    device: 'cpu',
+    quant: 'none',
+    threads: 1,
+    maxBatchSize: 4,
+    maxQueue: config.maxQueue,
+    hfOffline: true,
+    // Short segments, so that a 40 s file gives several segments (several stream deltas).
+    segmentSeconds: 10,
+  });
+  transcribers.push(t);
+  return t;
+}
+
+async function startServer(config: ServerConfig, transcriber: Transcriber): Promise<Server> {
+  const app = buildApp({ config, transcriber, logger: false });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const server = { app, url, transcriber, uploadDir: config.uploadDir, openai: new OpenAI({ apiKey: API_KEY, baseURL: `${url}/v1`, maxRetries: 0 }) };
+  servers.push(server);
+  return server;
+}
+
+/** A 16-bit PCM mono WAV of `seconds` at `rate` (16000 or 8000) made by repeating jfk.wav (real speech, 16 kHz). */
+async function longSpeechWav(seconds: number, rate: 16000 | 8000 = 16000): Promise<Buffer> {
+  const jfk = await readFile(join(AUDIO_DIR, 'jfk.wav'));
+  let pos = 12;
+  let data: Buffer | undefined;
+  while (pos + 8 <= jfk.length) {
+    const id = jfk.toString('ascii', pos, pos + 4);
+    const size = jfk.readUInt32LE(pos + 4);
+    if (id === 'data') data = jfk.subarray(pos + 8, pos + 8 + size);
+    pos += 8 + size + (size & 1);
+  }
+  assert.ok(data, 'jfk.wav has a data chunk');
+  const step = 16000 / rate;
+  const source = new Int16Array(data.buffer, data.byteOffset, data.length / 2).filter((_, i) => i % step === 0);
+  const pcm = new Int16Array(seconds * rate);
+  for (let off = 0; off < pcm.length; off += source.length) pcm.set(source.subarray(0, Math.min(source.length, pcm.length - off)), off);
+  const bytes = pcm.length * 2;
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0, 'ascii');
+  header.writeUInt32LE(36 + bytes, 4);
+  header.write('WAVEfmt ', 8, 'ascii');
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(1, 22); // mono
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36, 'ascii');
+  header.writeUInt32LE(bytes, 40);
+  return Buffer.concat([header, Buffer.from(pcm.buffer)]);
+}
+
+function form(fields: Record<string, string | string[]>, file?: { data: Buffer | string; name: string; type?: string }): FormData {
+  const fd = new FormData();
+  if (file) fd.append('file', new Blob([typeof file.data === 'string' ? file.data : new Uint8Array(file.data)], { type: file.type ?? 'application/octet-stream' }), file.name);
+  for (const [key, value] of Object.entries(fields)) for (const v of [value].flat()) fd.append(key, v);
+  return fd;
+}
+
+async function post(server: Server, path: string, body: FormData | string, headers: Record<string, string> = AUTH, signal?: AbortSignal): Promise<Response> {
+  return fetch(server.url + path, { method: 'POST', body, headers, signal });
+}
+
+/** Temp files are removed when the response closes, just after the client has it: wait for that. */
+async function assertNoTempFiles(server: Server): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((await readdir(server.uploadDir)).length === 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.deepEqual(await readdir(server.uploadDir), [], 'upload folder is empty');
+}
+
+async function until(what: string, condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 3000 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(condition(), what);
+}
+
+before(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'qwen3-asr-server-test-'));
+  en3s = await readFile(goldenPath('tiny-a', 'audio', 'en_3s.wav'));
+  longWav = await longSpeechWav(120);
+
+  const mainDir = await mkdtemp(join(scratch, 'uploads-'));
+  const mainConfig = makeConfig(mainDir);
+  main = await startServer(mainConfig, newTranscriber(mainConfig));
+
+  const alignedDir = await mkdtemp(join(scratch, 'uploads-'));
+  const alignedConfig = makeConfig(alignedDir, { forcedAligner: ALIGNER, apiKey: undefined, maxQueue: 4 });
+  aligned = await startServer(alignedConfig, newTranscriber(alignedConfig));
+  await Promise.all([main.transcriber.whenReady(), aligned.transcriber.whenReady()]);
+});
+
+after(async () => {
+  try {
+    await Promise.allSettled(servers.map((s) => s.app.close()));
+    await Promise.allSettled(transcribers.map((t) => t.close()));
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
+describe('original API', () => {
+  test('GET / describes the service (API key required)', async () => {
+    const res = await fetch(main.url + '/', { headers: AUTH });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.model, TINY);
+    assert.equal(body.name, 'checkpoint API');
+    assert.match(body.description, /Supports 30 languages/);
+    assert.equal(body.endpoints['/transcribe'], 'Transcribe audio files (POST)');
+    assert.equal(body.endpoints['/v1/audio/transcriptions'] !== undefined, true);
+
+    const denied = await fetch(main.url + '/');
+    assert.equal(denied.status, 401);
+    assert.equal(denied.headers.get('www-authenticate'), 'Bearer');
+    assert.match((await denied.json()).detail, /Authorization: Bearer/);
+  });
+
+  test('GET /health reports the model, without the API key', async () => {
+    const res = await fetch(main.url + '/health');
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: 'healthy', model_loaded: true, model_name: TINY, device: 'cpu', queue_length: 0 });
+    assert.ok(res.headers.get('x-request-id'));
+  });
+
+  test('POST /transcribe answers in the original shape', async () => {
+    const res = await post(main, '/transcribe', form({ language: 'en' }, { data: en3s, name: 'en_3s.wav', type: 'audio/wav' }));
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.deepEqual(Object.keys(body).sort(), ['language', 'metadata', 'text', 'timestamps']);
+    assert.equal(typeof body.text, 'string');
+    assert.equal(body.language, 'English', 'a forced language comes back as its Qwen name');
+    assert.equal(body.timestamps, null);
+    assert.equal(body.metadata.model, TINY);
+    assert.equal(body.metadata.device, 'cpu');
+    assert.match(body.metadata.processing_time, /^\d+\.\d\ds$/);
+  });
+
+  test('POST /transcribe detects the language and accepts lax booleans', async () => {
+    const res = await post(main, '/transcribe', form({ language: 'auto', return_time_stamps: 'Off' }, { data: en3s, name: 'en_3s.wav' }));
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(typeof body.language, 'string');
+    assert.equal(body.timestamps, null);
+  });
+
+  test('return_time_stamps=true gives word timestamps when an aligner is configured', async () => {
+    const res = await post(aligned, '/transcribe', form({ language: 'English', return_time_stamps: 'yes' }, { data: en3s, name: 'en.wav' }), {});
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.language, 'English');
+    if (body.text.trim() === '') {
+      assert.equal(body.timestamps, null);
+    } else {
+      assert.ok(Array.isArray(body.timestamps) && body.timestamps.length > 0);
+      for (const w of body.timestamps) {
+        assert.deepEqual(Object.keys(w).sort(), ['end', 'start', 'text']);
+        // Random aligner weights: the times are arbitrary, their shape is not.
+        assert.ok(Number.isFinite(w.start) && w.start >= 0 && w.end >= w.start, JSON.stringify(w));
+      }
+    }
+  });
+});
+
+describe('OpenAI API through the official client', () => {
+  test('json (default) and the usage block', async () => {
+    const res = await main.openai.audio.transcriptions.create({ file: await toFile(en3s, 'en_3s.wav'), model: 'whisper-1' });
+    assert.equal(typeof res.text, 'string');
+    assert.deepEqual((res as any).usage, { type: 'duration', seconds: 4 });
+  });
+
+  test('text, srt and vtt are plain-text bodies', async () => {
+    const file = () => toFile(longWav.subarray(0, 44 + 25 * 32000), 'speech.wav');
+    const text = await main.openai.audio.transcriptions.create({ file: await file(), model: 'm', response_format: 'text', language: 'en' });
+    assert.equal(typeof text, 'string');
+
+    const srt = await main.openai.audio.transcriptions.create({ file: await file(), model: 'm', response_format: 'srt', language: 'en' });
+    assert.equal(typeof srt, 'string');
+    if ((text as unknown as string).trim()) {
+      assert.match(srt as unknown as string, /^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n\S/);
+    }
+    const vtt = await main.openai.audio.transcriptions.create({ file: await file(), model: 'm', response_format: 'vtt', language: 'en' });
+    assert.match(vtt as unknown as string, /^WEBVTT\n\n/);
+
+    // Content types as clients see them.
+    const raw = await post(main, '/v1/audio/transcriptions', form({ response_format: 'vtt' }, { data: en3s, name: 'a.wav' }));
+    assert.equal(raw.headers.get('content-type'), 'text/vtt; charset=utf-8');
+    const rawText = await post(main, '/v1/audio/transcriptions', form({ response_format: 'text' }, { data: en3s, name: 'a.wav' }));
+    assert.equal(rawText.headers.get('content-type'), 'text/plain; charset=utf-8');
+    assert.ok(!(await rawText.text()).startsWith('"'), 'text is not JSON-encoded');
+  });
+
+  test('verbose_json has segments in OpenAI shape and lowercase language', async () => {
+    const res: any = await main.openai.audio.transcriptions.create({
+      file: await toFile(longWav.subarray(0, 44 + 25 * 32000), 'speech.wav'),
+      model: 'm',
+      response_format: 'verbose_json',
+      language: 'en',
+      timestamp_granularities: ['segment'],
+    });
+    assert.equal(res.task, 'transcribe');
+    assert.equal(res.language, 'english');
+    assert.equal(res.duration, 25);
+    assert.equal(typeof res.text, 'string');
+    assert.equal(res.words, undefined);
+    assert.ok(res.segments.length >= 3, `25 s in 10 s segments, got ${res.segments.length}`);
+    let previousEnd = 0;
+    res.segments.forEach((s: any, i: number) => {
+      assert.deepEqual(Object.keys(s).sort(), ['avg_logprob', 'compression_ratio', 'end', 'id', 'no_speech_prob', 'seek', 'start', 'temperature', 'text', 'tokens']);
+      assert.equal(s.id, i);
+      assert.ok(s.start >= previousEnd - 1e-9 && s.end > s.start);
+      assert.equal(s.seek, Math.round(s.start * 100));
+      assert.ok(Array.isArray(s.tokens) && s.tokens.every(Number.isInteger));
+      assert.equal(s.temperature, 0);
+      assert.equal(s.no_speech_prob, s.text === '' ? 1 : 0);
+      previousEnd = s.end;
+    });
+    assert.ok(Math.abs(previousEnd - 25) < 0.01, 'segments cover the audio');
+  });
+
+  test('verbose_json words come from the forced aligner', async () => {
+    const client = new OpenAI({ apiKey: 'unused', baseURL: `${aligned.url}/v1`, maxRetries: 0 });
+    const res: any = await client.audio.transcriptions.create({
+      file: await toFile(en3s, 'en.wav'),
+      model: 'm',
+      response_format: 'verbose_json',
+      language: 'en',
+      timestamp_granularities: ['word', 'segment'],
+    });
+    assert.ok(Array.isArray(res.words));
+    assert.ok(Array.isArray(res.segments));
+    for (const w of res.words) assert.deepEqual(Object.keys(w).sort(), ['end', 'start', 'word']);
+    if (res.text.trim()) assert.ok(res.words.length > 0);
+
+    // Word granularity alone: words, no segments.
+    const wordsOnly: any = await client.audio.transcriptions.create({
+      file: await toFile(en3s, 'en.wav'),
+      model: 'm',
+      response_format: 'verbose_json',
+      language: 'en',
+      timestamp_granularities: ['word'],
+    });
+    assert.equal(wordsOnly.segments, undefined);
+    assert.ok(Array.isArray(wordsOnly.words));
+  });
+
+  test('stream=true: transcript.text.delta events as segments finish, then transcript.text.done', async () => {
+    const stream = await main.openai.audio.transcriptions.create({
+      file: await toFile(longWav.subarray(0, 44 + 40 * 32000), 'speech.wav'),
+      model: 'm',
+      language: 'en',
+      stream: true,
+    });
+    const events: any[] = [];
+    for await (const event of stream) events.push(event);
+    const done = events.at(-1);
+    assert.equal(done.type, 'transcript.text.done');
+    const deltas = events.slice(0, -1);
+    assert.ok(deltas.every((e) => e.type === 'transcript.text.delta' && typeof e.delta === 'string' && e.delta !== ''));
+    assert.equal(deltas.map((e) => e.delta).join(''), done.text, 'the deltas add up to the final text');
+    if (done.text.trim()) assert.ok(deltas.length >= 1);
+
+    // The wire format: event + data lines, no [DONE] sentinel.
+    const raw = await post(main, '/v1/audio/transcriptions', form({ stream: 'true', response_format: 'text' }, { data: en3s, name: 'a.wav' }));
+    assert.equal(raw.status, 200);
+    assert.match(raw.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const wire = await raw.text();
+    assert.match(wire, /event: transcript\.text\.done\ndata: \{"type":"transcript\.text\.done","text":/);
+    assert.ok(!wire.includes('[DONE]'));
+  });
+
+  test('GET /v1/models lists the one model; retrieve by id', async () => {
+    const list = await main.openai.models.list();
+    assert.equal(list.data.length, 1);
+    const model = list.data[0];
+    assert.equal(model.id, 'checkpoint');
+    assert.equal(model.object, 'model');
+    assert.equal(model.owned_by, 'local');
+    assert.ok(Number.isInteger(model.created));
+    assert.deepEqual(await main.openai.models.retrieve('checkpoint'), model);
+    await assert.rejects(main.openai.models.retrieve('gpt-4o'), (err: any) => err.status === 404 && err.code === 'model_not_found');
+  });
+
+  test('translations answer 501 in the OpenAI envelope', async () => {
+    await assert.rejects(
+      main.openai.audio.translations.create({ file: await toFile(en3s, 'en.wav'), model: 'whisper-1' }),
+      (err: any) => err.status === 501 && err.code === 'unsupported' && /not supported/.test(err.message),
+    );
+  });
+});
+
+describe('documentation', () => {
+  test('/docs, /redoc and /openapi.json work without the API key', async () => {
+    const docs = await fetch(main.url + '/docs');
+    assert.equal(docs.status, 200);
+    assert.match(await docs.text(), /swagger-ui/i);
+
+    const spec = await (await fetch(main.url + '/openapi.json')).json();
+    assert.equal(spec.openapi, '3.0.3');
+    for (const path of ['/', '/health', '/transcribe', '/v1/audio/transcriptions', '/v1/models', '/v1/audio/translations']) assert.ok(spec.paths[path], path);
+    const upload = spec.paths['/v1/audio/transcriptions'].post.requestBody.content['multipart/form-data'].schema;
+    assert.deepEqual({ type: upload.properties.file.type, format: upload.properties.file.format }, { type: 'string', format: 'binary' });
+    assert.deepEqual(upload.properties.response_format.enum, ['json', 'text', 'srt', 'verbose_json', 'vtt']);
+    assert.equal(spec.paths['/transcribe'].post.requestBody.content['multipart/form-data'].schema.properties.file.format, 'binary');
+    assert.ok(spec.components.securitySchemes.bearerAuth);
+    assert.equal(spec.paths['/redoc'], undefined, 'documentation routes are not part of the API');
+
+    const redoc = await fetch(main.url + '/redoc');
+    assert.equal(redoc.status, 200);
+    assert.match(await redoc.text(), /<redoc spec-url="openapi.json">/);
+    const bundle = await fetch(main.url + '/redoc/redoc.standalone.js');
+    assert.equal(bundle.status, 200);
+    assert.match(bundle.headers.get('content-type') ?? '', /javascript/);
+    assert.ok((await bundle.arrayBuffer()).byteLength > 100_000, 'the ReDoc bundle is served locally');
+  });
+});
+
+describe('concurrency', () => {
+  // A is 20 minutes of audio (about a minute of work for the tiny model): if disconnecting did
+  // not cancel it, the request after it could not finish within this test's timeout.
+  test('/health answers during a long transcription; a full queue gives 503 + Retry-After; disconnecting frees the place', { timeout: 40_000 }, async () => {
+    const twentyMinutes = await longSpeechWav(20 * 60, 8000);
+    const long = () => form({ stream: 'true', language: 'en' }, { data: twentyMinutes, name: 'long.wav' });
+    // A: streamed, so we know when it is running.
+    const abortA = new AbortController();
+    const resA = await post(main, '/v1/audio/transcriptions', long(), AUTH, abortA.signal);
+    assert.equal(resA.status, 200);
+    const reader = resA.body!.getReader();
+    let wire = '';
+    const decoder = new TextDecoder();
+    while (!wire.includes('transcript.text.delta') && !wire.includes('transcript.text.done')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      wire += decoder.decode(value);
+    }
+    assert.ok(wire.includes('transcript.text.delta') && !wire.includes('transcript.text.done'), 'job A is running');
+
+    // The event loop is free: /health answers while A runs.
+    const health = await fetch(main.url + '/health');
+    assert.equal(health.status, 200);
+    assert.equal((await health.json()).status, 'healthy');
+
+    // B waits behind A (MAX_QUEUE=1); C finds the queue full.
+    const abortB = new AbortController();
+    const resB = post(main, '/v1/audio/transcriptions', form({}, { data: en3s, name: 'b.wav' }), AUTH, abortB.signal).catch((e) => e);
+    await until('B is queued', () => main.transcriber.queueLength === 1);
+    const resC = await post(main, '/transcribe', form({}, { data: en3s, name: 'c.wav' }));
+    assert.equal(resC.status, 503);
+    assert.equal(resC.headers.get('retry-after'), '5');
+    assert.match((await resC.json()).detail, /busy/);
+    const resC2 = await post(main, '/v1/audio/transcriptions', form({}, { data: en3s, name: 'c.wav' }));
+    assert.equal(resC2.status, 503);
+    assert.equal((await resC2.json()).error.code, 'overloaded');
+
+    // Clients that leave free their places: B leaves the queue, A is cancelled.
+    abortB.abort();
+    await until('B left the queue', () => main.transcriber.queueLength === 0);
+    abortA.abort();
+    await reader.cancel().catch(() => undefined);
+    const next = await post(main, '/transcribe', form({}, { data: en3s, name: 'd.wav' }));
+    assert.equal(next.status, 200, 'the server takes new work once the aborted jobs are gone');
+    await resB;
+    await assertNoTempFiles(main);
+  });
+
+  test('a client that disconnects mid-upload leaves no temp file', async () => {
+    const boundary = 'qwen3-asr-test-boundary';
+    const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.wav"\r\nContent-Type: audio/wav\r\n\r\n`;
+    const controller = new AbortController();
+    let sent = false;
+    // Sends the start of the file, then stalls until the client gives up.
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (!sent) {
+          sent = true;
+          c.enqueue(new TextEncoder().encode(head));
+          c.enqueue(new Uint8Array(longWav.subarray(0, 256 * 1024)));
+          return;
+        }
+        await new Promise((resolve) => controller.signal.addEventListener('abort', resolve));
+      },
+    });
+    const response = fetch(main.url + '/v1/audio/transcriptions', {
+      method: 'POST',
+      body,
+      headers: { ...AUTH, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      signal: controller.signal,
+      duplex: 'half',
+    } as RequestInit).catch((err) => err);
+    await until('the upload is being written to a temp file', () => readdirSync(main.uploadDir).length === 1);
+    controller.abort();
+    assert.ok((await response) instanceof Error);
+    await assertNoTempFiles(main);
+    assert.equal((await (await fetch(main.url + '/health')).json()).status, 'healthy');
+  });
+});
+
+describe('bad input', () => {
+  const mp3 = () => readFile(goldenPath('tiny-a', 'audio', 'en_3s_44k_stereo.mp3'));
+  const cases: {
+    name: string;
+    send: () => Promise<Response>;
+    status: number;
+    check: (body: any) => void;
+  }[] = [
+    {
+      name: 'no file (original)',
+      send: () => post(main, '/transcribe', form({ language: 'en' })),
+      status: 422,
+      check: (b) => assert.deepEqual(b.detail, [{ type: 'missing', loc: ['body', 'file'], msg: 'Field required', input: null }]),
+    },
+    {
+      name: 'no file (OpenAI)',
+      send: () => post(main, '/v1/audio/transcriptions', form({ model: 'whisper-1' })),
+      status: 400,
+      check: (b) => assert.deepEqual(b.error, { message: "Missing required parameter: 'file'.", type: 'invalid_request_error', param: 'file', code: 'missing_required_parameter' }),
+    },
+    {
+      name: 'not multipart at all (OpenAI)',
+      send: () => post(main, '/v1/audio/transcriptions', JSON.stringify({ file: 'x' }), { ...AUTH, 'content-type': 'application/json' }),
+      status: 400,
+      check: (b) => assert.equal(b.error.param, 'file'),
+    },
+    {
+      name: 'empty file',
+      send: () => post(main, '/v1/audio/transcriptions', form({}, { data: Buffer.alloc(0), name: 'empty.wav' })),
+      status: 400,
+      check: (b) => {
+        assert.equal(b.error.param, 'file');
+        assert.match(b.error.message, /empty/i);
+        assert.ok(!b.error.message.includes(main.uploadDir), 'no server path in the message');
+      },
+    },
+    {
+      name: 'random bytes',
+      send: () => post(main, '/transcribe', form({}, { data: Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) % 251)), name: 'noise.mp3' })),
+      status: 400,
+      check: (b) => assert.match(b.detail, /could not be decoded/),
+    },
+    {
+      name: 'truncated mp3',
+      send: async () => post(main, '/v1/audio/transcriptions', form({}, { data: (await mp3()).subarray(0, 300), name: 'cut.mp3', type: 'audio/mpeg' })),
+      status: 400,
+      check: (b) => {
+        assert.equal(b.error.param, 'file');
+        assert.match(b.error.message, /could not be decoded|empty|too short/i);
+      },
+    },
+    {
+      name: 'a text file sent as the audio',
+      send: () => post(main, '/v1/audio/transcriptions', form({}, { data: 'hello, this is not audio at all\n'.repeat(20), name: 'notes.txt', type: 'text/plain' })),
+      status: 400,
+      check: (b) => assert.match(b.error.message, /could not be decoded/),
+    },
+    {
+      name: 'text sent in the file field (original)',
+      send: () => post(main, '/transcribe', form({ file: 'hello' })),
+      status: 422,
+      check: (b) => assert.deepEqual(b.detail[0].loc, ['body', 'file']),
+    },
+    {
+      name: 'text sent in the file field (OpenAI)',
+      send: () => post(main, '/v1/audio/transcriptions', form({ file: 'hello' })),
+      status: 400,
+      check: (b) => assert.match(b.error.message, /must be an uploaded file/),
+    },
+    {
+      name: 'bad boolean (original)',
+      send: () => post(main, '/transcribe', form({ return_time_stamps: 'maybe' }, { data: en3s, name: 'a.wav' })),
+      status: 422,
+      check: (b) =>
+        assert.deepEqual(b.detail, [
+          { type: 'bool_parsing', loc: ['body', 'return_time_stamps'], msg: 'Input should be a valid boolean, unable to interpret input', input: 'maybe' },
+        ]),
+    },
+    {
+      name: 'bad boolean (OpenAI stream)',
+      send: () => post(main, '/v1/audio/transcriptions', form({ stream: 'sometimes' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => {
+        assert.equal(b.error.param, 'stream');
+        assert.match(b.error.message, /expected a boolean/);
+      },
+    },
+    {
+      name: 'unknown language (original)',
+      send: () => post(main, '/transcribe', form({ language: 'Klingon' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => assert.match(b.detail, /^Unsupported language: Klingon\. Supported: \['Chinese', 'English'/),
+    },
+    {
+      name: 'unknown language (OpenAI)',
+      send: () => post(main, '/v1/audio/transcriptions', form({ language: 'xx' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => {
+        assert.equal(b.error.param, 'language');
+        assert.equal(b.error.code, 'unsupported_value');
+        assert.match(b.error.message, /Supported: .*'English'/);
+      },
+    },
+    {
+      name: 'unknown response_format',
+      send: () => post(main, '/v1/audio/transcriptions', form({ response_format: 'diarized_json' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) =>
+        assert.deepEqual(b.error, {
+          message: "Unsupported value for 'response_format': 'diarized_json'. Supported values: json, text, srt, verbose_json, vtt.",
+          type: 'invalid_request_error',
+          param: 'response_format',
+          code: 'unsupported_value',
+        }),
+    },
+    {
+      name: 'stream with srt',
+      send: () => post(main, '/v1/audio/transcriptions', form({ response_format: 'srt', stream: 'true' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => {
+        assert.equal(b.error.param, 'stream');
+        assert.equal(b.error.code, 'unsupported_value');
+      },
+    },
+    {
+      name: 'temperature out of range',
+      send: () => post(main, '/v1/audio/transcriptions', form({ temperature: '1.5' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => assert.equal(b.error.param, 'temperature'),
+    },
+    {
+      name: 'unknown timestamp granularity',
+      send: () => post(main, '/v1/audio/transcriptions', form({ response_format: 'verbose_json', 'timestamp_granularities[]': 'word,sentence' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => {
+        assert.equal(b.error.param, 'timestamp_granularities');
+        assert.match(b.error.message, /'sentence'/);
+      },
+    },
+    {
+      name: 'word timestamps without an aligner (OpenAI)',
+      send: () => post(main, '/v1/audio/transcriptions', form({ response_format: 'verbose_json', timestamp_granularities: ['segment', 'word'] }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => {
+        assert.equal(b.error.param, 'timestamp_granularities');
+        assert.match(b.error.message, /FORCED_ALIGNER/);
+      },
+    },
+    {
+      name: 'return_time_stamps without an aligner (original)',
+      send: () => post(main, '/transcribe', form({ return_time_stamps: 'true' }, { data: en3s, name: 'a.wav' })),
+      status: 400,
+      check: (b) => assert.match(b.detail, /^return_time_stamps=True requires `forced_aligner`/),
+    },
+    {
+      name: 'timestamps for a language the aligner does not support',
+      send: () => post(aligned, '/transcribe', form({ return_time_stamps: '1', language: 'th' }, { data: en3s, name: 'a.wav' }), {}),
+      status: 400,
+      check: (b) => assert.match(b.detail, /Thai.*forced aligner supports/),
+    },
+    {
+      name: 'oversized upload (original)',
+      send: () => post(main, '/transcribe', form({}, { data: Buffer.alloc(MAX_UPLOAD_BYTES + 1000), name: 'big.wav' })),
+      status: 413,
+      check: (b) => assert.match(b.detail, new RegExp(`^Maximum content size limit \\(${MAX_UPLOAD_BYTES}\\) exceeded`)),
+    },
+    {
+      name: 'oversized upload (OpenAI)',
+      send: () => post(main, '/v1/audio/transcriptions', form({}, { data: Buffer.alloc(MAX_UPLOAD_BYTES + 1), name: 'big.wav' })),
+      status: 413,
+      check: (b) => {
+        assert.equal(b.error.code, 'file_too_large');
+        assert.match(b.error.message, /Maximum content size limit/);
+      },
+    },
+    {
+      name: 'malformed multipart body',
+      send: () =>
+        post(main, '/v1/audio/transcriptions', '--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF', {
+          ...AUTH,
+          'content-type': 'multipart/form-data; boundary=xyz',
+        }),
+      status: 400,
+      check: (b) => assert.match(b.error.message, /multipart/i),
+    },
+    {
+      name: 'missing API key (OpenAI)',
+      send: () => post(main, '/v1/audio/transcriptions', form({}, { data: en3s, name: 'a.wav' }), {}),
+      status: 401,
+      check: (b) => {
+        assert.equal(b.error.code, 'invalid_api_key');
+        assert.match(b.error.message, /didn't provide an API key/);
+      },
+    },
+    {
+      name: 'wrong API key (OpenAI)',
+      send: () => fetch(main.url + '/v1/models', { headers: { authorization: 'Bearer nope' } }),
+      status: 401,
+      check: (b) => assert.deepEqual(b.error, { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' }),
+    },
+    {
+      name: 'wrong API key (original)',
+      send: () => post(main, '/transcribe', form({}, { data: en3s, name: 'a.wav' }), { authorization: 'Bearer nope' }),
+      status: 401,
+      check: (b) => assert.deepEqual(b, { detail: 'Invalid API key.' }),
+    },
+    {
+      name: 'translations',
+      send: () => post(main, '/v1/audio/translations', form({ model: 'whisper-1' }, { data: en3s, name: 'a.wav' })),
+      status: 501,
+      check: (b) => assert.equal(b.error.code, 'unsupported'),
+    },
+    {
+      name: 'unknown path (OpenAI)',
+      send: () => fetch(main.url + '/v1/audio/speech', { method: 'POST', headers: AUTH }),
+      status: 404,
+      check: (b) => assert.equal(b.error.message, 'Invalid URL (POST /v1/audio/speech)'),
+    },
+    {
+      name: 'wrong method (original)',
+      send: () => fetch(main.url + '/transcribe', { headers: AUTH }),
+      status: 405,
+      check: (b) => assert.deepEqual(b, { detail: 'Method Not Allowed' }),
+    },
+  ];
+
+  for (const c of cases) {
+    test(c.name, async () => {
+      const res = await c.send();
+      const text = await res.text();
+      assert.equal(res.status, c.status, text);
+      c.check(JSON.parse(text));
+      await assertNoTempFiles(c.name.includes('aligner does not') ? aligned : main);
+    });
+  }
+
+  test('the server is still healthy and left no temp files', async () => {
+    const res = await fetch(main.url + '/health');
+    assert.equal((await res.json()).status, 'healthy');
+    const ok = await main.openai.audio.transcriptions.create({ file: await toFile(en3s, 'en.wav'), model: 'm' });
+    assert.equal(typeof ok.text, 'string');
+    await assertNoTempFiles(main);
+    await assertNoTempFiles(aligned);
+  });
+});
+
+describe('model states', () => {
+  test('"loading" before the model is ready: /health says so, transcriptions get 503', async () => {
+    // The real transcriber, seen through a gate that holds it in 'loading' until opened:
+    // the only way to observe the loading state without depending on how fast it loads.
+    let open = false;
+    const gated = new Proxy(main.transcriber, {
+      get(target, prop) {
+        if (prop === 'state') return open ? target.state : 'loading';
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const dir = await mkdtemp(join(scratch, 'uploads-'));
+    const server = await startServer(makeConfig(dir), gated);
+
+    const loading = await fetch(server.url + '/health');
+    assert.equal(loading.status, 200);
+    assert.deepEqual(await loading.json(), { status: 'loading', model_loaded: false, model_name: TINY, device: 'cpu', queue_length: 0 });
+    const original = await post(server, '/transcribe', form({}, { data: en3s, name: 'a.wav' }));
+    assert.equal(original.status, 503);
+    assert.deepEqual(await original.json(), { detail: 'Model not loaded yet' });
+    const openai = await post(server, '/v1/audio/transcriptions', form({}, { data: en3s, name: 'a.wav' }));
+    assert.equal(openai.status, 503);
+    assert.equal((await openai.json()).error.code, 'model_not_ready');
+
+    open = true;
+    assert.equal((await (await fetch(server.url + '/health')).json()).status, 'healthy');
+    await assertNoTempFiles(server);
+  });
+
+  test('a model that fails to load makes /health unhealthy (503) with the error', async () => {
+    const emptyModel = await mkdtemp(join(scratch, 'no-model-'));
+    const dir = await mkdtemp(join(scratch, 'uploads-'));
+    const config = makeConfig(dir, { modelName: emptyModel });
+    const server = await startServer(config, newTranscriber(config));
+    await assert.rejects(server.transcriber.whenReady());
+    const res = await fetch(server.url + '/health');
+    assert.equal(res.status, 503);
+    const body = await res.json();
+    assert.equal(body.status, 'unhealthy');
+    assert.equal(body.model_loaded, false);
+    assert.ok(body.error.length > 0);
+    const refused = await post(server, '/v1/audio/transcriptions', form({}, { data: en3s, name: 'a.wav' }));
+    assert.equal(refused.status, 503);
+    assert.match((await refused.json()).error.message, /failed to load/);
+  });
+});

@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AudioDecodeError } from '../audio/errors.ts';
+import { PipelineError } from '../pipeline/types.ts';
+import { describeValidation, detailErrorBody, fastApiIssue, fromPipelineError, HttpError, openAiErrorBody, toHttpError } from './errors.ts';
+
+test('pipeline errors map to the documented statuses', () => {
+  const status = (code: ConstructorParameters<typeof PipelineError>[0]) => fromPipelineError(new PipelineError(code, 'm'))!.statusCode;
+  assert.equal(status('audio_empty'), 400);
+  assert.equal(status('audio_too_short'), 400);
+  assert.equal(status('audio_undecodable'), 400);
+  assert.equal(status('aligner_unavailable'), 400);
+  assert.equal(status('aligner_language_unsupported'), 400);
+  assert.equal(status('queue_full'), 503);
+  assert.equal(status('model_not_ready'), 503);
+  assert.equal(status('aborted'), 499);
+  assert.equal(status('internal'), 500);
+
+  const full = fromPipelineError(new PipelineError('queue_full', 'busy'))!;
+  assert.equal(full.headers['retry-after'], '5');
+  assert.deepEqual(openAiErrorBody(full), { error: { message: 'busy', type: 'server_error', param: null, code: 'overloaded' } });
+  assert.equal(fromPipelineError(new Error('boom')), undefined, 'anything else is a server fault');
+});
+
+test('decode errors are 400, also when re-created from a worker message', () => {
+  const direct = fromPipelineError(new AudioDecodeError('undecodable', 'a.mp3', 'not audio'))!;
+  assert.equal(direct.statusCode, 400);
+  assert.equal(direct.param, 'file');
+  assert.match(direct.message, /^The audio file could not be decoded or its format is not supported\. a\.mp3: not audio$/);
+
+  const crossed = Object.assign(new Error('x.wav: file is empty (0 bytes)'), { name: 'AudioDecodeError', code: 'empty' });
+  const empty = fromPipelineError(crossed)!;
+  assert.equal(empty.statusCode, 400);
+  assert.equal(empty.code, 'empty_file');
+});
+
+test('other errors: client statuses kept, the rest 500', () => {
+  assert.equal(toHttpError(Object.assign(new Error('too many'), { code: 'FST_FIELDS_LIMIT', statusCode: 413 })).statusCode, 413);
+  assert.equal(toHttpError(Object.assign(new Error('bad json'), { statusCode: 400 })).statusCode, 400);
+  const fault = toHttpError(new TypeError('x is undefined'));
+  assert.equal(fault.statusCode, 500);
+  assert.equal(fault.type, 'server_error');
+  const own = new HttpError(418, 'teapot');
+  assert.equal(toHttpError(own), own);
+  assert.deepEqual(detailErrorBody(own), { detail: 'teapot' });
+});
+
+test('validation errors become sentences naming the field', () => {
+  const body = { stream: 'maybe', response_format: 'xml', temperature: 3, timestamp_granularities: ['word', 'line'] };
+  const issue = (e: object) => describeValidation({ validation: [e as any] }, body);
+
+  const missing = issue({ instancePath: '', keyword: 'required', params: { missingProperty: 'file' } });
+  assert.deepEqual(missing, { field: 'file', kind: 'missing', input: undefined, message: "Missing required parameter: 'file'." });
+  assert.deepEqual(fastApiIssue(missing), { type: 'missing', loc: ['body', 'file'], msg: 'Field required', input: null });
+
+  const bool = issue({ instancePath: '/stream', keyword: 'type', params: { type: 'boolean' } });
+  assert.equal(bool.message, "Invalid value for 'stream': expected a boolean (true/false), got 'maybe'.");
+  assert.equal(fastApiIssue(bool, 'boolean').type, 'bool_parsing');
+
+  const format = issue({ instancePath: '/response_format', keyword: 'enum', params: { allowedValues: ['json', 'text'] } });
+  assert.equal(format.message, "Unsupported value for 'response_format': 'xml'. Supported values: json, text.");
+
+  const item = issue({ instancePath: '/timestamp_granularities/1', keyword: 'enum', params: { allowedValues: ['word', 'segment'] } });
+  assert.equal(item.field, 'timestamp_granularities');
+  assert.match(item.message, /'timestamp_granularities' item 1: 'line'/);
+
+  const range = issue({ instancePath: '/temperature', keyword: 'maximum', params: { limit: 1 }, message: 'must be <= 1' });
+  assert.equal(range.message, "Invalid value for 'temperature': 3 must be <= 1.");
+});

@@ -1,0 +1,78 @@
+/**
+ * `npm start`: reads the configuration from the environment (see env-config.ts for every
+ * variable), starts loading the model in the background, and listens at once: /health says
+ * "loading" until the model is ready, "unhealthy" (503) if loading failed.
+ */
+import { createTranscriber } from '../pipeline/transcriber.ts';
+import { buildApp } from './app.ts';
+import { EnvConfigError, parseEnvConfig, toTranscriberConfig, type ServerConfig } from './env-config.ts';
+
+function readConfig(): ServerConfig {
+  try {
+    return parseEnvConfig(process.env);
+  } catch (err) {
+    if (err instanceof EnvConfigError) {
+      console.error(`qwen3-asr: invalid configuration: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+
+  // The transcriber logs through the server's logger; its first messages arrive from the
+  // worker thread after the app (and so the logger) exists.
+  let forward: ((level: 'info' | 'warn' | 'error', msg: string) => void) | undefined;
+  const transcriber = createTranscriber(toTranscriberConfig(config, (level, msg) => forward?.(level, msg)));
+  const app = buildApp({ config, transcriber });
+  const engineLog = app.log.child({ component: 'engine' });
+  forward = (level, msg) => engineLog[level](msg);
+
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info(`${signal}: closing (in-flight requests finish first)`);
+    await app.close().catch((err) => app.log.error({ err }, 'error while closing the server'));
+    await transcriber.close().catch((err) => app.log.error({ err }, 'error while closing the transcriber'));
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    app.log.error({ err }, `cannot listen on ${config.host}:${config.port}`);
+    await transcriber.close().catch(() => undefined);
+    process.exit(1);
+  }
+
+  app.log.info(
+    {
+      model: config.modelName,
+      device: config.device,
+      quant: config.quant,
+      threads: config.threads || 'auto',
+      forced_aligner: config.forcedAligner ?? 'off',
+      max_upload_mb: Math.round((config.maxUploadBytes / 1024 / 1024) * 100) / 100,
+      max_queue: config.maxQueue,
+      auth: config.apiKey ? 'bearer' : 'off',
+    },
+    'configuration',
+  );
+  if (process.env.DTYPE?.trim() && config.dtype !== 'float32') {
+    app.log.info(`DTYPE=${config.dtype} is accepted for compatibility; the engine computes in float32 (use QUANT=int8/int4 for smaller weights)`);
+  }
+  transcriber.whenReady().then(
+    () => app.log.info(`model ready: ${config.modelName}`),
+    (err: Error) => app.log.error(`model failed to load: ${err.message}; /health reports unhealthy`),
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
