@@ -8,12 +8,15 @@
  *                        [--format json|text|srt|vtt|verbose_json] [--json]
  *   qwen3-asr align <audio> --text TEXT --language L --aligner A [--json]
  */
+import { realpathSync } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { resolveLanguage } from '../pipeline/languages.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import { PipelineError, type Device, type Quantization, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
-import { subtitles, verboseJson } from '../server/response-formats.ts';
-import { decodeAudio } from '../audio/decode.ts';
+import { subtitles, verboseJson } from '../pipeline/response-formats.ts';
+import { AudioDecodeError, decodeAudio } from '../audio/decode.ts';
 
 const DEFAULT_MODEL = 'Qwen/Qwen3-ASR-1.7B';
 const DEFAULT_ALIGNER = 'Qwen/Qwen3-ForcedAligner-0.6B';
@@ -64,7 +67,8 @@ function parseDevice(v: string | undefined): Device {
 const FORMATS = ['text', 'json', 'verbose_json', 'srt', 'vtt'] as const;
 
 /** Progress on a terminal for long recordings: "transcribing  42% (2:31 / 6:00)". */
-function progressPrinter(enabled: boolean) {
+function progressPrinter(stderr: CliIo['stderr']) {
+  const enabled = stderr.isTTY === true;
   const fmt = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
   let last = 0;
   return {
@@ -73,10 +77,10 @@ function progressPrinter(enabled: boolean) {
       const now = Date.now();
       if (now - last < 250 && done < total) return;
       last = now;
-      process.stderr.write(`\rtranscribing ${String(Math.floor((100 * done) / total)).padStart(3)}% (${fmt(done)} / ${fmt(total)})`);
+      stderr.write(`\rtranscribing ${String(Math.floor((100 * done) / total)).padStart(3)}% (${fmt(done)} / ${fmt(total)})`);
     },
     end() {
-      if (enabled && last) process.stderr.write('\n');
+      if (enabled && last) stderr.write('\n');
     },
   };
 }
@@ -120,6 +124,21 @@ export function cliJson(result: TranscriptionResult): Record<string, unknown> {
   };
 }
 
+/** Throws the decoder's own errors (same messages as decodeAudio) for a missing, unreadable or non-file path. */
+async function checkReadable(path: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  let isFile = true;
+  try {
+    isFile = (await stat(path)).isFile();
+    if (isFile) handle = await open(path, 'r');
+  } catch (err) {
+    throw new AudioDecodeError('undecodable', path, `cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  } finally {
+    await handle?.close();
+  }
+  if (!isFile) throw new AudioDecodeError('undecodable', path, 'not a regular file');
+}
+
 async function withTranscriber<T>(make: () => Transcriber, run: (t: Transcriber) => Promise<T>): Promise<T> {
   const t = make();
   try {
@@ -130,12 +149,21 @@ async function withTranscriber<T>(make: () => Transcriber, run: (t: Transcriber)
   }
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Where the CLI writes: the process's streams, or a test's collectors. */
+export interface CliIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown; isTTY?: boolean };
+}
+
+/** Runs the CLI; resolves to the exit code (0 ok, 1 failure, 2 usage error). */
+export async function main(argv: string[], io: CliIo = process): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    if (!command || command === '-h' || command === '--help' || command === 'help') {
-      process.stdout.write(USAGE);
-      return command ? 0 : 2;
+    // No command is a usage error: the usage goes to stderr, stdout stays empty for pipelines.
+    if (!command) throw new UsageError('missing command: transcribe or align');
+    if (command === '-h' || command === '--help' || command === 'help') {
+      io.stdout.write(USAGE);
+      return 0;
     }
     const { values, positionals } = parseArgs({
       args: rest,
@@ -160,7 +188,7 @@ export async function main(argv: string[]): Promise<number> {
       },
     });
     if (values.help) {
-      process.stdout.write(USAGE);
+      io.stdout.write(USAGE);
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError(`${command} takes exactly one audio file, got ${positionals.length}`);
@@ -175,8 +203,11 @@ export async function main(argv: string[]): Promise<number> {
       hfEndpoint: process.env.HF_ENDPOINT,
       hfOffline: /^(1|true|yes|on)$/i.test(process.env.HF_HUB_OFFLINE ?? ''),
       hfToken: process.env.HF_TOKEN,
+      // Errors are not logged here: every one the transcriber logs (load failure, worker crash)
+      // also rejects the awaited call and is printed once by the catch below.
       log: (level: string, msg: string) => {
-        if (level !== 'info' || process.env.LOG_LEVEL === 'debug' || process.env.LOG_LEVEL === 'info') process.stderr.write(`${msg}\n`);
+        const verbose = process.env.LOG_LEVEL === 'debug' || process.env.LOG_LEVEL === 'info';
+        if (level === 'warn' || verbose) io.stderr.write(`${msg}\n`);
       },
     };
 
@@ -192,7 +223,9 @@ export async function main(argv: string[]): Promise<number> {
       const segmentSeconds = positiveInt('segment-seconds', values['segment-seconds']);
       const timestamps = values.timestamps ?? false;
       const aligner = timestamps ? (values.aligner ?? (process.env.FORCED_ALIGNER || DEFAULT_ALIGNER)) : undefined;
-      const progress = progressPrinter(process.stderr.isTTY === true);
+      // Fail before loading (or downloading) a model when the file cannot be read at all.
+      await checkReadable(audio);
+      const progress = progressPrinter(io.stderr);
       const result = await withTranscriber(
         () => createTranscriber({ ...common, model: values.model ?? (process.env.MODEL_NAME || DEFAULT_MODEL), aligner, segmentSeconds }),
         (t) =>
@@ -205,7 +238,7 @@ export async function main(argv: string[]): Promise<number> {
           }),
       );
       progress.end();
-      process.stdout.write(values.json ? JSON.stringify(cliJson(result)) + '\n' : render(result, format, timestamps));
+      io.stdout.write(values.json ? JSON.stringify(cliJson(result)) + '\n' : render(result, format, timestamps));
       return 0;
     }
 
@@ -220,24 +253,44 @@ export async function main(argv: string[]): Promise<number> {
           const aligner = values.aligner ?? (process.env.FORCED_ALIGNER || DEFAULT_ALIGNER);
           return createTranscriber({ ...common, model: aligner, aligner, alignOnly: true });
         },
-        (t) => t.align(samples, values.text!, r.name),
+        (t) => {
+          // The worker's align() does not check the language (the transcribe path does): without
+          // this, a language the aligner was not trained on gives confident-looking garbage.
+          const supported = t.alignerLanguages ?? [];
+          if (!supported.some((l) => l.toLowerCase() === r.name.toLowerCase())) {
+            throw new UsageError(`the forced aligner does not support ${r.name}; it supports ${supported.join(', ')}`);
+          }
+          return t.align(samples, values.text!, r.name);
+        },
       );
       const out = { text: values.text, language: r.name, items };
-      process.stdout.write(values.json ? JSON.stringify(out) + '\n' : items.map((i) => `${i.start.toFixed(3)}\t${i.end.toFixed(3)}\t${i.text}`).join('\n') + '\n');
+      io.stdout.write(values.json ? JSON.stringify(out) + '\n' : items.map((i) => `${i.start.toFixed(3)}\t${i.end.toFixed(3)}\t${i.text}`).join('\n') + '\n');
       return 0;
     }
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      process.stderr.write(`qwen3-asr: ${(err as Error).message}\n\n${USAGE}`);
+    // parseArgs' own errors (unknown option, missing value, value given to a flag, …) are usage errors too.
+    if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
+      io.stderr.write(`qwen3-asr: ${(err as Error).message}\n\n${USAGE}`);
       return 2;
     }
     const prefix = err instanceof PipelineError ? `qwen3-asr: ${err.code}: ` : 'qwen3-asr: ';
-    process.stderr.write(`${prefix}${(err as Error).message}\n`);
+    io.stderr.write(`${prefix}${(err as Error).message}\n`);
     return 1;
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/** True when this file is the script node was started with (`npm run cli`), not an import (bin/qwen3-asr.js, tests). */
+function isMainScript(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    // Compare real paths: a URL built by hand misses percent-encoding (spaces) and symlinks.
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainScript()) {
   main(process.argv.slice(2)).then((code) => (process.exitCode = code));
 }

@@ -97,6 +97,9 @@ async function align(msg: Extract<ToWorker, { type: 'align' }>): Promise<void> {
   running.set(msg.id, ctrl);
   try {
     if (!aligner) throw new PipelineError('aligner_unavailable', 'No forced aligner is configured.');
+    if (!aligner.languages.some((l) => l.toLowerCase() === msg.language.toLowerCase())) {
+      throw new PipelineError('aligner_language_unsupported', `The forced aligner does not support ${msg.language}; it supports ${aligner.languages.join(', ')}.`);
+    }
     checkAudio(msg.samples);
     const [r] = await aligner.align([{ samples: msg.samples, text: msg.text, language: msg.language }], { signal: ctrl.signal });
     send({ type: 'aligned', id: msg.id, items: r.items });

@@ -89,7 +89,8 @@ export async function runTranscription(
       const seg: TranscriptSegment = {
         id: segments.length,
         start: piece.offsetSeconds,
-        end: piece.offsetSeconds + (piece.end - piece.start) / SAMPLE_RATE,
+        // The next piece's offset, so segments tile the audio exactly (no float drift).
+        end: b + i + 1 < pieces.length ? pieces[b + i + 1].offsetSeconds : duration,
         text: r.text,
         language: r.language,
         raw: r.raw,

@@ -244,3 +244,22 @@ test('cues without text lines are skipped and numbering stays consecutive', () =
   ]);
   assert.equal(srt, '1\n00:00:00,000 --> 00:00:01,000\none\n\n2\n00:00:02,000 --> 00:00:03,000\ntwo\nlines\n\n');
 });
+
+test('no cue ends where it starts, even when word times are clamped to the segment end', () => {
+  const segments = [
+    { start: 0, end: 10, text: 'First sentence here. Last.', words: [
+      { text: 'First', start: 0.5, end: 1 }, { text: 'sentence', start: 1, end: 1.5 }, { text: 'here', start: 1.5, end: 2 },
+      { text: 'Last', start: 12, end: 12 }, // outside the segment: clamped to 10
+    ] },
+    { start: 10, end: 20, text: 'Next.', words: [{ text: 'Next', start: 10, end: 10 }] },
+    { start: 20, end: 20, text: 'Zero.' }, // a zero-length segment with text
+  ];
+  const cues = buildCues(segments);
+  const ms = (t: number) => Math.round(t * 1000);
+  for (const c of cues) assert.ok(ms(c.end) > ms(c.start), `cue ${JSON.stringify(c)} has no duration`);
+  for (let i = 1; i < cues.length; i++) assert.ok(ms(cues[i].start) >= ms(cues[i - 1].end), 'cues overlap');
+  const text = cues.flatMap((c) => c.lines).join(' ');
+  for (const w of ['First', 'Last', 'Next', 'Zero']) assert.ok(text.includes(w), `${w} lost`);
+  const parsed = new webvtt.WebVTTParser(entities).parse(formatVtt(cues), 'subtitles');
+  assert.deepEqual(parsed.errors, []);
+});

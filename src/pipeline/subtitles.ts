@@ -564,7 +564,35 @@ export function buildCues(segments: readonly SubtitleSegment[], opts: CueOptions
     const limit = Math.min(cue.segmentEnd, i + 1 < pending.length ? pending[i + 1].start : Infinity);
     cue.end = Math.max(cue.end, Math.min(cue.start + o.minCueSeconds, limit));
   }
-  return pending.map(({ start, end, lines }) => ({ start, end, lines }));
+  // A cue must last at least a millisecond once times are rounded (players and WebVTT
+  // validators reject end <= start). A cue squeezed to nothing — word times clamped to the
+  // segment end, or a final word whose start equals its end — takes a millisecond from the
+  // gap after it, else before it, else joins the previous cue.
+  const MS = 0.001;
+  const out: PendingCue[] = [];
+  for (let i = 0; i < pending.length; i++) {
+    const cue = pending[i];
+    if (Math.round(cue.end * 1000) > Math.round(cue.start * 1000)) {
+      out.push(cue);
+      continue;
+    }
+    const next = Math.min(cue.segmentEnd, i + 1 < pending.length ? pending[i + 1].start : Infinity);
+    const prev = out.length ? out[out.length - 1] : undefined;
+    if (cue.start + MS <= next) {
+      cue.end = cue.start + MS;
+      out.push(cue);
+    } else if (cue.end - MS >= (prev?.end ?? 0)) {
+      cue.start = cue.end - MS;
+      out.push(cue);
+    } else if (prev) {
+      prev.lines = [...prev.lines, ...cue.lines];
+      prev.end = Math.max(prev.end, cue.end);
+    } else {
+      cue.end = cue.start + MS;
+      out.push(cue);
+    }
+  }
+  return out.map(({ start, end, lines }) => ({ start, end, lines }));
 }
 
 /**

@@ -1,0 +1,400 @@
+/**
+ * End-to-end tests of the `qwen3-asr` command: the real entry point (bin/qwen3-asr.js) is
+ * spawned as a child process against the tiny random checkpoints in the shared golden folder,
+ * so argument parsing, the worker-thread engine, decoding, rendering, exit codes and the
+ * split between stdout (results only) and stderr (messages) are all exercised together.
+ *
+ * The tiny checkpoints produce nonsense, but deterministic nonsense: token ids, raw output,
+ * language and text must equal what the reference implementation computed (golden index.json).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SrtParser from 'srt-parser-2';
+import webvtt from 'webvtt-parser';
+import { AUDIO_DIR, REPO_ROOT, goldenPath, readJson } from '../testing/shared.ts';
+import { subtitles, verboseJson } from '../pipeline/response-formats.ts';
+import type { TranscriptionResult } from '../pipeline/types.ts';
+
+const BIN = join(REPO_ROOT, 'bin', 'qwen3-asr.js');
+const MODEL = goldenPath('tiny-a', 'checkpoint');
+const ALIGNER = goldenPath('aligner-a', 'checkpoint');
+const EN_3S = goldenPath('tiny-a', 'audio', 'en_3s.wav');
+const DE_7S = goldenPath('tiny-a', 'audio', 'de_7s.wav');
+const LONG_40S = goldenPath('tiny-a', 'audio', 'long_40s.wav');
+const MP3 = goldenPath('tiny-a', 'audio', 'en_3s_44k_stereo.mp3');
+const MODEL_ARGS = ['--model', MODEL, '--quant', 'none'];
+
+const asrIndex = readJson(goldenPath('tiny-a', 'index.json'));
+const alignerIndex = readJson(goldenPath('aligner-a', 'index.json'));
+const CONTEXT: string = asrIndex.model.context_string;
+/** The golden cases were generated with this cap (index.json model.max_new_tokens). */
+const GOLDEN_MAX_NEW_TOKENS = String(asrIndex.model.max_new_tokens);
+
+function asrCase(name: string) {
+  const c = asrIndex.cases.find((x: { case: string }) => x.case === name);
+  assert.ok(c, `golden case ${name} missing`);
+  return c;
+}
+
+function alignerCase(name: string) {
+  const c = alignerIndex.cases.find((x: { case: string }) => x.case === name);
+  assert.ok(c, `aligner golden case ${name} missing`);
+  // Long fields are stored as JSON strings in the index.
+  const parse = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
+  return { ...c, items: parse(c.items), transcription: c.transcription ? parse(c.transcription) : undefined };
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Environment of the child: no compiled-graph cache, two threads, no network, nothing inherited that changes output. */
+function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, QWEN3_ASR_CACHE: '0', THREADS: '2', HF_HUB_OFFLINE: '1', ...extra };
+  for (const k of ['LOG_LEVEL', 'MODEL_NAME', 'FORCED_ALIGNER', 'QUANT', 'DEVICE', 'MAX_INFERENCE_BATCH_SIZE', 'NODE_TEST_CONTEXT']) {
+    if (!(k in extra)) delete env[k];
+  }
+  return env;
+}
+
+function cli(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: REPO_ROOT, env: childEnv(extraEnv), maxBuffer: 64 << 20, timeout: 180_000, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (err && typeof (err as { code?: unknown }).code !== 'number') {
+          // Spawn failure or killed by the timeout: not an exit code the CLI chose.
+          reject(new Error(`qwen3-asr ${args.join(' ')} did not exit normally: ${err.message}\nstderr: ${stderr}`));
+          return;
+        }
+        resolve({ code: err ? ((err as { code: number }).code as number) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** Runs a command that must succeed; returns stdout. */
+async function ok(args: string[]): Promise<string> {
+  const r = await cli(args);
+  assert.equal(r.code, 0, `qwen3-asr ${args.join(' ')} exited ${r.code}\nstderr: ${r.stderr}`);
+  // No TTY and no LOG_LEVEL: no progress, no info logs, no error messages (ONNX Runtime may
+  // still print its own native warnings on some machines, so stderr is not required empty).
+  assert.doesNotMatch(r.stderr, /qwen3-asr:|transcribing|loading /, `unexpected stderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Parses stdout that must be exactly one JSON document followed by a newline. */
+function oneJson(stdout: string): any {
+  assert.ok(stdout.endsWith('\n'), 'output ends with a newline');
+  return JSON.parse(stdout);
+}
+
+function checkGoldenAsr(out: any, name: string, numSamples: number): void {
+  const c = asrCase(name);
+  assert.deepEqual(out.token_ids, c.generated_ids, `${name}: token ids`);
+  assert.equal(out.raw, c.decoded_text, `${name}: raw`);
+  assert.equal(out.language, c.parsed_language, `${name}: language`);
+  assert.equal(out.text, c.parsed_text, `${name}: text`);
+  assert.equal(out.truncated, c.stop_reason === 'max_new_tokens', `${name}: truncated`);
+  assert.equal(out.duration, numSamples / 16000);
+  assert.equal(out.segments.length, 1);
+  assert.deepEqual(
+    { start: out.segments[0].start, end: out.segments[0].end, token_ids: out.segments[0].token_ids, text: out.segments[0].text },
+    { start: 0, end: numSamples / 16000, token_ids: c.generated_ids, text: c.parsed_text },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden transcriptions
+
+test('transcribe --json reproduces the golden en_3s__auto case', async () => {
+  const out = oneJson(await ok(['transcribe', EN_3S, ...MODEL_ARGS, '--json', '--max-new-tokens', GOLDEN_MAX_NEW_TOKENS]));
+  checkGoldenAsr(out, 'en_3s__auto', asrCase('en_3s__auto').num_samples);
+});
+
+test('transcribe --language English reproduces en_3s__lang_english', async () => {
+  const out = oneJson(await ok(['transcribe', EN_3S, ...MODEL_ARGS, '--json', '--max-new-tokens', GOLDEN_MAX_NEW_TOKENS, '--language', 'English']));
+  checkGoldenAsr(out, 'en_3s__lang_english', asrCase('en_3s__lang_english').num_samples);
+  assert.equal(out.language, 'English');
+});
+
+test('transcribe --context reproduces en_3s__context (newline, CJK, decomposed é passed through argv)', async () => {
+  const out = oneJson(await ok(['transcribe', EN_3S, ...MODEL_ARGS, '--json', '--max-new-tokens', GOLDEN_MAX_NEW_TOKENS, '--context', CONTEXT]));
+  checkGoldenAsr(out, 'en_3s__context', asrCase('en_3s__context').num_samples);
+});
+
+test('transcribe decodes a 44.1 kHz stereo MP3 (whichever decoder is available)', async () => {
+  const out = oneJson(await ok(['transcribe', MP3, ...MODEL_ARGS, '--json', '--max-new-tokens', '8']));
+  // Decoders differ by a few samples (encoder delay, resampler); the golden has 48083.
+  assert.ok(Math.abs(out.duration - 48083 / 16000) < 0.05, `duration ${out.duration}`);
+  assert.equal(out.segments.length, 1);
+  assert.ok(out.token_ids.length >= 1 && out.token_ids.length <= 8, `${out.token_ids.length} tokens`);
+  assert.ok(out.token_ids.every((id: unknown) => Number.isInteger(id)));
+  assert.equal(typeof out.text, 'string');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Output formats: one reference run with --json, then every --format from the same input,
+// compared with what the service's own renderers make of that result.
+
+const FORMAT_ARGS = ['transcribe', LONG_40S, ...MODEL_ARGS, '--max-new-tokens', '12', '--segment-seconds', '10'];
+
+function resultFromCliJson(out: any): TranscriptionResult {
+  return {
+    text: out.text,
+    language: out.language,
+    duration: out.duration,
+    segments: out.segments.map((s: any) => ({
+      id: s.id,
+      start: s.start,
+      end: s.end,
+      text: s.text,
+      language: s.language,
+      raw: s.raw,
+      tokenIds: s.token_ids,
+      truncated: s.truncated,
+      ...(s.words ? { words: s.words } : {}),
+    })),
+    ...(out.words ? { words: out.words } : {}),
+  };
+}
+
+const entities = createRequire(import.meta.url)('webvtt-parser/html-entities.json') as Record<`&${string}`, string>;
+const noSpace = (s: string) => s.replace(/\s+/gu, '');
+
+/** Cue times in order, never backwards, inside the audio. */
+function checkCueTimes(cues: { start: number; end: number }[], duration: number): void {
+  let prevEnd = 0;
+  for (const [i, c] of cues.entries()) {
+    assert.ok(c.start >= prevEnd - 1e-9, `cue ${i + 1} starts at ${c.start}, before the previous end ${prevEnd}`);
+    assert.ok(c.end >= c.start, `cue ${i + 1} ends before it starts`);
+    assert.ok(c.end <= Math.round(duration * 1000) / 1000 + 1e-9, `cue ${i + 1} ends at ${c.end}, after the audio (${duration})`);
+    prevEnd = c.end;
+  }
+}
+
+test('--format text|json|verbose_json|srt|vtt render the --json result as the service does', async () => {
+  const ref = oneJson(await ok([...FORMAT_ARGS, '--json']));
+  const result = resultFromCliJson(ref);
+  assert.ok(ref.segments.length >= 3, `--segment-seconds 10 cuts 40 s into several segments, got ${ref.segments.length}`);
+  assert.equal(ref.segments[0].start, 0);
+  assert.equal(ref.segments.at(-1).end, ref.duration);
+  for (let i = 1; i < ref.segments.length; i++) assert.equal(ref.segments[i].start, ref.segments[i - 1].end);
+  for (const s of ref.segments) assert.ok(s.end - s.start <= 15 + 1e-9, `segment of ${s.end - s.start} s`);
+  assert.ok(noSpace(ref.text).length > 0, 'the tiny model writes something for long_40s');
+
+  const text = await ok([...FORMAT_ARGS, '--format', 'text']);
+  const json = await ok([...FORMAT_ARGS, '--format', 'json']);
+  const verbose = await ok([...FORMAT_ARGS, '--format', 'verbose_json']);
+  const srt = await ok([...FORMAT_ARGS, '--format', 'srt']);
+  const vtt = await ok([...FORMAT_ARGS, '--format', 'vtt']);
+
+  assert.equal(text, ref.text + '\n');
+  assert.deepEqual(oneJson(json), { text: ref.text, language: ref.language });
+
+  const v = oneJson(verbose);
+  assert.deepEqual(v, verboseJson(result, { granularities: ['segment'] }));
+  assert.equal(v.task, 'transcribe');
+  assert.equal(v.segments?.length, ref.segments.length);
+  assert.equal(v.words, undefined, 'no words without --timestamps');
+
+  // SRT: exactly the service's rendering, strictly well-formed blocks, parsed back by srt-parser-2.
+  assert.equal(srt, subtitles(result, 'srt'));
+  const blocks = srt.split('\n\n').filter((b) => b !== '');
+  assert.ok(srt.endsWith('\n\n'));
+  for (const [i, b] of blocks.entries()) {
+    assert.match(b, /^\d+\n\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}\n.+(\n.+)?$/u, `SRT block ${i + 1}`);
+    assert.ok(b.startsWith(`${i + 1}\n`), `SRT cues numbered from 1: block ${i + 1}`);
+  }
+  const srtCues = new SrtParser().fromSrt(srt);
+  assert.equal(srtCues.length, blocks.length);
+  assert.ok(srtCues.length >= ref.segments.length);
+  checkCueTimes(srtCues.map((c) => ({ start: c.startSeconds, end: c.endSeconds })), ref.duration);
+  assert.equal(noSpace(srtCues.map((c) => c.text).join('')), noSpace(ref.text), 'SRT keeps the whole transcript, in order');
+
+  // WebVTT: the service's rendering, no parser errors, same cues and times as the SRT.
+  assert.equal(vtt, subtitles(result, 'vtt'));
+  assert.ok(vtt.startsWith('WEBVTT\n\n'));
+  const parsed = new webvtt.WebVTTParser(entities).parse(vtt, 'subtitles');
+  assert.deepEqual(parsed.errors, []);
+  assert.equal(parsed.cues.length, srtCues.length);
+  checkCueTimes(parsed.cues.map((c) => ({ start: c.startTime, end: c.endTime })), ref.duration);
+  parsed.cues.forEach((c, i) => {
+    // The two parsers compute seconds with different float arithmetic (8.476 vs 8.475999…).
+    assert.ok(Math.abs(c.startTime - srtCues[i].startSeconds) < 1e-6, `cue ${i + 1} start: VTT ${c.startTime}, SRT ${srtCues[i].startSeconds}`);
+    assert.ok(Math.abs(c.endTime - srtCues[i].endSeconds) < 1e-6, `cue ${i + 1} end: VTT ${c.endTime}, SRT ${srtCues[i].endSeconds}`);
+  });
+  const vttText = parsed.cues.map((c) => c.tree.children.map((n) => (n.type === 'text' ? n.value : '')).join('')).join('');
+  assert.equal(noSpace(vttText), noSpace(ref.text));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Word timestamps and forced alignment
+
+test('--timestamps --aligner --format verbose_json returns the golden words of de_7s__asr_tiny-a_context', async () => {
+  const c = alignerCase('de_7s__asr_tiny-a_context');
+  const out = oneJson(
+    await ok([
+      'transcribe', DE_7S, ...MODEL_ARGS, '--max-new-tokens', GOLDEN_MAX_NEW_TOKENS, '--context', CONTEXT,
+      '--timestamps', '--aligner', ALIGNER, '--format', 'verbose_json',
+    ]),
+  );
+  assert.equal(out.text, c.transcription.text);
+  assert.equal(out.language, '', 'nothing detected: OpenAI language name ""');
+  assert.equal(out.duration, Math.round((c.num_samples / 16000) * 1000) / 1000);
+  assert.equal(out.segments.length, 1);
+  assert.deepEqual(
+    out.words,
+    c.transcription.time_stamps.map((w: { text: string; start_time: number; end_time: number }) => ({ word: w.text, start: w.start_time, end: w.end_time })),
+  );
+});
+
+test('align --json prints the golden items of the aligner-a en_3s case', async () => {
+  const c = alignerCase('en_3s');
+  const out = oneJson(
+    await ok(['align', EN_3S, '--text', c.text, '--language', 'English', '--aligner', ALIGNER, '--quant', 'none', '--json']),
+  );
+  assert.equal(out.text, c.text);
+  assert.equal(out.language, 'English');
+  assert.deepEqual(
+    out.items.map((i: { text: string; start: number; end: number }) => ({ text: i.text, start: Math.round(i.start * 1000) / 1000, end: Math.round(i.end * 1000) / 1000 })),
+    c.items.map((i: { text: string; start_time: number; end_time: number }) => ({ text: i.text, start: i.start_time, end: i.end_time })),
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Help and bad usage: exit 2 for usage errors, 1 for failures, message on stderr, stdout empty.
+
+test('--help prints the usage on stdout and exits 0', async () => {
+  const r = await cli(['--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^Usage:\n {2}qwen3-asr transcribe <audio>/);
+  assert.equal(r.stderr, '');
+});
+
+test('src/cli/main.ts run directly (npm run cli) starts the CLI, also through a symlinked path with a space', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'qwen3-asr cli '));
+  try {
+    const link = join(tmp, 'main.ts');
+    symlinkSync(join(REPO_ROOT, 'src', 'cli', 'main.ts'), link);
+    for (const script of [join(REPO_ROOT, 'src', 'cli', 'main.ts'), link]) {
+      const r = await new Promise<Run>((resolve) =>
+        execFile(process.execPath, ['--import', 'tsx', script, '--help'], { cwd: REPO_ROOT, env: childEnv(), encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr }),
+        ),
+      );
+      assert.equal(r.code, 0, `${script}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage:/, `${script} printed nothing: main() did not run`);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+async function fails(args: string[], code: 1 | 2, message: RegExp): Promise<Run> {
+  const r = await cli(args);
+  assert.equal(r.code, code, `qwen3-asr ${args.join(' ')}: exit ${r.code}, expected ${code}\nstderr: ${r.stderr}`);
+  assert.equal(r.stdout, '', `qwen3-asr ${args.join(' ')}: nothing on stdout`);
+  assert.match(r.stderr, /^qwen3-asr: /, 'the message starts with the program name');
+  assert.match(r.stderr, message);
+  if (code === 2) assert.match(r.stderr, /\nUsage:\n/, 'usage errors show the usage');
+  else assert.doesNotMatch(r.stderr, /Usage:/, 'failures do not dump the usage');
+  return r;
+}
+
+test('usage errors exit 2 naming the problem', async () => {
+  await fails([], 2, /missing command/);
+  await fails(['frobnicate', EN_3S], 2, /unknown command "frobnicate"/);
+  await fails(['transcribe', EN_3S, ...MODEL_ARGS, '--bogus'], 2, /Unknown option '--bogus'/);
+  await fails(['transcribe', EN_3S, ...MODEL_ARGS, '--quant', 'int3'], 2, /--quant must be none, int8 or int4, got "int3"/);
+  await fails(['transcribe', EN_3S, ...MODEL_ARGS, '--language', 'klingon'], 2, /Unsupported language: klingon/);
+  await fails(['align', EN_3S, '--language', 'English', '--aligner', ALIGNER, '--quant', 'none'], 2, /align needs --text/);
+});
+
+/**
+ * More argument checks, through main() in this process (they all fail before a model is
+ * created, so a process each would only cost time): exit code, stderr, and an empty stdout.
+ */
+async function mainInProcess(argv: string[]): Promise<Run> {
+  const { main } = await import('./main.ts');
+  // Collectors, not process.stdout: the test runner reports through this process's stdout.
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+  return { code, stdout, stderr };
+}
+
+test('argument values are checked before any model is loaded (in process)', async () => {
+  const cases: [string[], RegExp][] = [
+    [['transcribe', ...MODEL_ARGS], /exactly one audio file, got 0/],
+    [['transcribe', EN_3S, EN_3S, ...MODEL_ARGS], /exactly one audio file, got 2/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--format', 'xml'], /--format must be one of text, json, verbose_json, srt, vtt, got "xml"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--max-new-tokens', '0'], /--max-new-tokens must be a positive integer, got "0"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--threads', '1.5'], /--threads must be a positive integer, got "1\.5"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--segment-seconds', 'ten'], /--segment-seconds must be a positive integer, got "ten"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--device', 'tpu'], /--device must be cpu, cuda or cuda:N, got "tpu"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--json=yes'], /Option '--json' does not take an argument/],
+    [['transcribe', EN_3S, '--quant', 'none', '--model'], /Option '--model <value>' argument missing/],
+    [['align', EN_3S, '--text', 'hello', '--aligner', ALIGNER], /align needs --language/],
+    [['align', EN_3S, '--text', 'hello', '--language', 'auto', '--aligner', ALIGNER], /not auto-detection/],
+    [['align', EN_3S, '--text', 'hello', '--language', 'klingon', '--aligner', ALIGNER], /Unsupported language: klingon/],
+  ];
+  for (const [argv, message] of cases) {
+    const r = await mainInProcess(argv);
+    assert.equal(r.code, 2, `${argv.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    assert.equal(r.stdout, '', `${argv.join(' ')}: nothing on stdout`);
+    assert.match(r.stderr, /^qwen3-asr: /);
+    assert.match(r.stderr, message, argv.join(' '));
+  }
+  const help = await mainInProcess(['help']);
+  assert.deepEqual({ code: help.code, stderr: help.stderr }, { code: 0, stderr: '' });
+  assert.match(help.stdout, /^Usage:/);
+});
+
+test('progress on a terminal: stderr shows the percentage for recordings of a minute or more, stdout only the text', async () => {
+  const { main } = await import('./main.ts');
+  let stdout = '';
+  let stderr = '';
+  const file = join(AUDIO_DIR, 'notld', '89s_ill_come_back_down_as_soon_as.wav');
+  const code = await main(['transcribe', file, ...MODEL_ARGS, '--threads', '2', '--max-new-tokens', '4', '--segment-seconds', '30'], {
+    stdout: { write: (t: string) => (stdout += t) },
+    stderr: { write: (t: string) => (stderr += t), isTTY: true },
+  });
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^[^\r]*\n$/u, 'one line of text on stdout');
+  // 88.9 s of audio: m:ss with the seconds floored.
+  assert.match(stderr, /^\rtranscribing {3}0% \(0:00 \/ 1:28\)/, 'progress starts at 0%');
+  assert.ok(stderr.endsWith('\rtranscribing 100% (1:28 / 1:28)\n'), `progress ends at 100% and a newline: ${JSON.stringify(stderr.slice(-60))}`);
+});
+
+test('align refuses a language the forced aligner does not support (exit 2, after loading it)', async () => {
+  await fails(['align', EN_3S, '--text', 'hello', '--language', 'Thai', '--aligner', ALIGNER, '--quant', 'none'], 2, /forced aligner does not support Thai; it supports .*English/);
+});
+
+test('failures exit 1 with one clear message', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'qwen3-asr-cli-'));
+  try {
+    const missing = join(tmp, 'missing.wav');
+    await fails(['transcribe', missing, ...MODEL_ARGS], 1, /missing\.wav: cannot read file \(ENOENT\)/);
+    await fails(['transcribe', tmp, ...MODEL_ARGS], 1, /: not a regular file/);
+    await fails(['align', missing, '--text', 'hi', '--language', 'English', '--aligner', ALIGNER, '--quant', 'none'], 1, /missing\.wav: cannot read file \(ENOENT\)/);
+
+    const notes = join(tmp, 'notes.wav');
+    writeFileSync(notes, 'These are meeting notes, not audio.\n');
+    await fails(['transcribe', notes, ...MODEL_ARGS], 1, /notes\.wav: not a (decodable|recognised) audio or video/);
+
+    const r = await fails(['transcribe', EN_3S, '--model', join(tmp, 'no-such-model'), '--quant', 'none'], 1, /no-such-model does not exist/);
+    assert.equal(r.stderr.match(/does not exist/g)!.length, 1, `the load error is printed once:\n${r.stderr}`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
