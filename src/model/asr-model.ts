@@ -32,25 +32,31 @@ export interface ModelLoadOptions {
 
 export interface PartPrecisions {
   encoder: WeightPrecision;
+  /** Decoder projections for generation steps (a few rows). */
   decoder: WeightPrecision;
+  /** Decoder projections for prompts (many rows); a second graph when it differs from `decoder`. */
+  prefill: WeightPrecision;
   head: WeightPrecision;
 }
 
 /**
- * Which weights a quantisation setting applies to. The decoder's projections and the output
- * head dominate per-token time (they stream all their weights for every generated token), so
- * they follow QUANT. The encoder runs once per audio second on many tokens at a time (matrix
- * products, not vector products), where int8 weights still gain speed but 4 bits would cost
- * accuracy for little gain, so int4 keeps an int8 encoder.
+ * Which weights a quantisation setting applies to (README "Precision and the default").
+ * - Decoding one token streams all decoder weights through one-row products: block-quantised
+ *   MatMulNBits (`decoder`, `head`) is fastest there.
+ * - Prompts and the audio encoder are many-row products: int8 weights with int8 per-row
+ *   activations (`w8a8`, MatMulInteger on the CPU's int8 matrix units) are 2-5x faster than
+ *   MatMulNBits there, so `int8` builds a second decoder graph (`prefill`) for prompts. That
+ *   costs a second copy of the decoder weights in int8; `int4` is the memory-lean setting and
+ *   keeps one graph.
  */
 export function precisionsFor(quant: Quantization): PartPrecisions {
   switch (quant) {
     case 'none':
-      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32' };
+      return { encoder: 'fp32', decoder: 'fp32', prefill: 'fp32', head: 'fp32' };
     case 'int8':
-      return { encoder: 'int8', decoder: 'int8', head: 'int8' };
+      return { encoder: 'w8a8', decoder: 'int8', prefill: 'w8a8', head: 'int8' };
     case 'int4':
-      return { encoder: 'int8', decoder: 'int4', head: 'int4' };
+      return { encoder: 'w8a8', decoder: 'int4', prefill: 'int4', head: 'int4' };
   }
 }
 
@@ -133,10 +139,10 @@ export class AsrModel {
     const decoder = await TextDecoder.load(
       store,
       config.text,
-      { linear: { precision: precisions.decoder }, head: { precision: precisions.head }, headRows: config.text.vocabSize, headWeight },
+      { linear: { precision: precisions.decoder }, prefillLinear: { precision: precisions.prefill }, head: { precision: precisions.head }, headRows: config.text.vocabSize, headWeight },
       session,
     );
-    opts.log?.(`text decoder ready (${precisions.decoder}, head ${precisions.head}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+    opts.log?.(`text decoder ready (${precisions.decoder}, prompts ${precisions.prefill}, head ${precisions.head}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
     return new AsrModel(dir, config, tokenizer, features, encoder, decoder, stopTokenIds(dir, tokenizer), precisions);
   }
 

@@ -18,7 +18,7 @@
 import { type TextDecoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
-import { linear, linearFromData, rmsNorm, transpose, weight, type LinearOptions } from './onnx/layers.ts';
+import { linear, linearFromData, linearGroup, rmsNorm, transpose, weight, type LinearOptions } from './onnx/layers.ts';
 
 const PREFIX = 'thinker.model';
 
@@ -82,9 +82,19 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const p = `${PREFIX}.layers.${l}`;
     const a = rmsNorm(g, store, x, `${p}.input_layernorm.weight`, H, eps);
 
-    // q/k: projection -> per-head RMSNorm (before RoPE) -> rotate-half RoPE at position_ids.
-    const qk = (proj: string, norm: string, heads: number) => {
-      const y = linear(g, store, a, `${p}.self_attn.${proj}`, heads * hd, H, false, opts.linear);
+    // q, k and v in one product; q/k then get per-head RMSNorm (before RoPE) and RoPE.
+    const [qProj, kProj, vProj] = linearGroup(
+      g,
+      store,
+      a,
+      ['q_proj', 'k_proj', 'v_proj'].map((n) => `${p}.self_attn.${n}`),
+      [nH * hd, kvH * hd, kvH * hd],
+      H,
+      false,
+      opts.linear,
+      `${p}.self_attn.qkv_proj`,
+    );
+    const normRope = (y: string, norm: string, heads: number) => {
       const normed = rmsNorm(g, store, reshapeTo(y, shapeBSHd(heads)), `${p}.self_attn.${norm}.weight`, hd, eps);
       const roped = g.op(
         'RotaryEmbedding',
@@ -94,9 +104,8 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
       );
       return transpose(g, reshapeTo(roped, shapeBSHd(heads)), [0, 2, 1, 3]); // [B, heads, S, hd]
     };
-    const q = reshapeTo(qk('q_proj', 'q_norm', nH), shapeGroupedQ);
-    const k = qk('k_proj', 'k_norm', kvH);
-    const vProj = linear(g, store, a, `${p}.self_attn.v_proj`, kvH * hd, H, false, opts.linear);
+    const q = reshapeTo(normRope(qProj, 'q_norm', nH), shapeGroupedQ);
+    const k = normRope(kProj, 'k_norm', kvH);
     const v = transpose(g, reshapeTo(vProj, shapeBSHd(kvH)), [0, 2, 1, 3]);
     g.node('Identity', [k], {}, { outputs: [`new_key.${l}`] });
     g.node('Identity', [v], {}, { outputs: [`new_value.${l}`] });
@@ -112,8 +121,17 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     x = g.op('Add', [x, linear(g, store, ctx2d, `${p}.self_attn.o_proj`, H, nH * hd, false, opts.linear)]);
 
     const b = rmsNorm(g, store, x, `${p}.post_attention_layernorm.weight`, H, eps);
-    const gate = linear(g, store, b, `${p}.mlp.gate_proj`, cfg.intermediateSize, H, false, opts.linear);
-    const up = linear(g, store, b, `${p}.mlp.up_proj`, cfg.intermediateSize, H, false, opts.linear);
+    const [gate, up] = linearGroup(
+      g,
+      store,
+      b,
+      [`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`],
+      [cfg.intermediateSize, cfg.intermediateSize],
+      H,
+      false,
+      opts.linear,
+      `${p}.mlp.gate_up_proj`,
+    );
     const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
     x = g.op('Add', [x, linear(g, store, act, `${p}.mlp.down_proj`, H, cfg.intermediateSize, false, opts.linear)]);
   }

@@ -12,7 +12,7 @@
 import { type AudioEncoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
-import { gelu, layerNorm, linear, reshape, transpose, weight, type LinearOptions } from './onnx/layers.ts';
+import { gelu, layerNorm, linear, linearGroup, reshape, transpose, weight, type LinearOptions } from './onnx/layers.ts';
 
 const PREFIX = 'thinker.audio_tower';
 
@@ -67,10 +67,8 @@ export function buildEncoderTransformerGraph(
   for (let l = 0; l < cfg.layers; l++) {
     const p = `${PREFIX}.layers.${l}`;
     const a = layerNorm(g, store, x, `${p}.self_attn_layer_norm`, D, eps);
-    const heads = (name: string) => transpose(g, g.op('Reshape', [linear(g, store, a, `${p}.self_attn.${name}`, D, D, true, linearOpts), shape4]), [0, 2, 1, 3]);
-    const q = heads('q_proj');
-    const k = heads('k_proj');
-    const v = heads('v_proj');
+    const qkv = linearGroup(g, store, a, ['q_proj', 'k_proj', 'v_proj'].map((n) => `${p}.self_attn.${n}`), [D, D, D], D, true, linearOpts, `${p}.self_attn.qkv_proj`);
+    const [q, k, v] = qkv.map((y) => transpose(g, g.op('Reshape', [y, shape4]), [0, 2, 1, 3]));
     const scores = g.op('FusedMatMul', [q, k], { transB: 1, alpha: { float: 1 / Math.sqrt(d) } }, 'com.microsoft');
     const probs = g.op('Softmax', [g.op('Add', [scores, mask])], { axis: -1 });
     const ctx = reshape(g, transpose(g, g.op('MatMul', [probs, v]), [0, 2, 1, 3]), [-1, D]);

@@ -124,3 +124,27 @@ export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
   }
   return out;
 }
+
+/**
+ * Per-output-channel symmetric int8 weights for MatMulInteger, transposed to [k, n]
+ * (MatMulInteger multiplies A [m, k] by B [k, n]); scales [n].
+ */
+export function quantizePerChannelInt8(w: Float32Array, n: number, k: number): { weights: Int8Array; scales: Float32Array } {
+  if (w.length !== n * k) throw new Error(`quantizePerChannelInt8: ${w.length} values for [${n}, ${k}]`);
+  const weights = new Int8Array(k * n);
+  const scales = new Float32Array(n);
+  for (let row = 0; row < n; row++) {
+    const base = row * k;
+    let maxAbs = 0;
+    for (let i = 0; i < k; i++) {
+      const v = w[base + i];
+      const a = v < 0 ? -v : v;
+      if (a > maxAbs) maxAbs = a;
+    }
+    const scale = maxAbs / 127 || 1;
+    const inv = 1 / scale;
+    scales[row] = scale;
+    for (let i = 0; i < k; i++) weights[i * n + row] = w[base + i] * inv + ROUND - ROUND;
+  }
+  return { weights, scales };
+}

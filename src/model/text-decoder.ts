@@ -11,6 +11,7 @@ import { type TextDecoderConfig } from './config.ts';
 import { buildDecoderGraph, type DecoderGraphOptions } from './decoder-graph.ts';
 import { type SafetensorsStore, toFloat32 } from './safetensors.ts';
 import { createSession, type SessionOptions } from './onnx/session.ts';
+import { type LinearOptions } from './onnx/layers.ts';
 
 const NEG = -1e30;
 /** The cache grows in steps of this many positions (attention over unused slack is masked). */
@@ -83,15 +84,19 @@ export class KvCache {
   }
 }
 
-export interface DecoderLoadOptions extends Omit<DecoderGraphOptions, 'headWeight' | 'headRows'> {
-  headWeight: string;
-  headRows: number;
+export interface DecoderLoadOptions extends DecoderGraphOptions {
+  /** Projections for prompt passes; when it differs from `linear`, a second graph is built for them. */
+  prefillLinear?: LinearOptions;
 }
+
+/** Passes with at least this many rows (batch × positions) use the prompt graph. */
+const PREFILL_MIN_ROWS = 16;
 
 export class TextDecoder {
   private constructor(
     readonly cfg: TextDecoderConfig,
     private readonly session: ort.InferenceSession,
+    private readonly prefillSession: ort.InferenceSession | undefined,
     /** Embedding table, raw checkpoint dtype (bf16 stays 2 bytes a value in memory). */
     private readonly embedRaw: Uint8Array,
     private readonly embedDtype: 'BF16' | 'F16' | 'F32',
@@ -105,8 +110,14 @@ export class TextDecoder {
       throw new Error(`${info.file}: tensor ${embName} has shape ${JSON.stringify(info.shape)}, expected [${cfg.vocabSize}, ${cfg.hiddenSize}] from config.json`);
     }
     if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${embName} has unsupported dtype ${info.dtype}`);
-    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, opts), session, opts);
-    return new TextDecoder(cfg, sess, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0]);
+    const graph = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight };
+    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, graph), session, graph);
+    let prefill: ort.InferenceSession | undefined;
+    if (opts.prefillLinear && opts.prefillLinear.precision !== opts.linear.precision) {
+      const pgraph = { ...graph, linear: opts.prefillLinear };
+      prefill = await createSession('text_decoder_prefill', (g) => buildDecoderGraph(g, store, cfg, pgraph), session, pgraph);
+    }
+    return new TextDecoder(cfg, sess, prefill, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0]);
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */
@@ -156,7 +167,8 @@ export class TextDecoder {
       feeds[`past_key.${l}`] = new ort.Tensor('float32', cache.keys[l], [B, kvH, P, hd]);
       feeds[`past_value.${l}`] = new ort.Tensor('float32', cache.values[l], [B, kvH, P, hd]);
     }
-    const out = await this.session.run(feeds);
+    const session = this.prefillSession && B * S >= PREFILL_MIN_ROWS ? this.prefillSession : this.session;
+    const out = await session.run(feeds);
     const newK: Float32Array[] = [];
     const newV: Float32Array[] = [];
     for (let l = 0; l < L; l++) {
@@ -169,6 +181,7 @@ export class TextDecoder {
 
   async release(): Promise<void> {
     await this.session.release();
+    await this.prefillSession?.release();
   }
 }
 

@@ -6,10 +6,16 @@
  * norm / projection is row-wise, so sequences are only reshaped to 4-D inside attention.
  */
 import { type SafetensorsStore } from '../safetensors.ts';
-import { quantizeMatrix, type QuantBits } from '../quantize.ts';
+import { quantizeMatrix, quantizePerChannelInt8, type QuantBits } from '../quantize.ts';
 import { DataType, type GraphBuilder } from './graph.ts';
 
-export type WeightPrecision = 'fp32' | 'int8' | 'int4';
+/**
+ * fp32: Gemm. int8 / int4: MatMulNBits, block-quantised weights (fast for a few rows: decoding).
+ * w8a8: int8 per-channel weights and int8 per-row activations quantised on the fly, through
+ * MatMulInteger, which ONNX Runtime runs on the CPU's int8 matrix units (AMX/VNNI): 2-5x
+ * faster than MatMulNBits for many rows (prompts, the audio encoder), slower for one row.
+ */
+export type WeightPrecision = 'fp32' | 'int8' | 'int4' | 'w8a8';
 
 export interface LinearOptions {
   precision: WeightPrecision;
@@ -62,6 +68,7 @@ export function linearFromData(
     if (bias) inputs.push(g.initializer(`${name}.bias`, bias, [n]));
     return g.op('Gemm', inputs, { transB: 1 });
   }
+  if (opts.precision === 'w8a8') return w8a8Linear(g, x, name, w, n, k, bias);
   const bits: QuantBits = opts.precision === 'int8' ? 8 : 4;
   // Never wider than the (power-of-two-rounded) input: tiny test models have K = 64.
   const blockSize = Math.min(opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision], Math.max(16, 2 ** Math.ceil(Math.log2(k))));
@@ -79,6 +86,23 @@ export function linearFromData(
   return g.op('MatMulNBits', inputs, { K: k, N: n, bits, block_size: blockSize, accuracy_level: 4 }, 'com.microsoft');
 }
 
+/**
+ * y = dequant(quant(x) · Wq) (+ b) with symmetric per-row activation scales
+ * s_r = max|x_r| / 127, x_q = round(x / s_r) + 128 as uint8 (MatMulInteger's fast u8·s8
+ * kernels want unsigned activations; the 128 offset is its zero point), and per-channel
+ * weight scales. Per-row (per-token) scales keep one loud token from flattening the others.
+ */
+function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
+  const q = quantizePerChannelInt8(w, n, k);
+  const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 });
+  const rowScale = g.op('Max', [g.op('Div', [rowMax, g.constFloat([127])]), g.constFloat([1e-30])]);
+  const xq = g.op('Cast', [g.op('Add', [g.op('Round', [g.op('Div', [x, rowScale])]), g.constFloat([128])])], { to: DataType.UINT8 });
+  const zp = g.initializer(`${name}.a_zero_point`, Uint8Array.from([128]), [], DataType.UINT8);
+  const acc = g.op('MatMulInteger', [xq, g.initializer(`${name}.qweight_kn`, q.weights, [k, n], DataType.INT8), zp]);
+  const y = g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: DataType.FLOAT }), rowScale]), g.initializer(`${name}.channel_scales`, q.scales, [n])]);
+  return bias ? g.op('Add', [y, g.initializer(`${name}.bias`, bias, [n])]) : y;
+}
+
 /** Linear layer read from the checkpoint (`{prefix}.weight`, optional `{prefix}.bias`). */
 export function linear(
   g: GraphBuilder,
@@ -93,6 +117,36 @@ export function linear(
   const w = weight(store, `${prefix}.weight`, [n, k]);
   const b = hasBias ? weight(store, `${prefix}.bias`, [n]) : undefined;
   return linearFromData(g, x, prefix, w, n, k, b, opts);
+}
+
+/**
+ * Several linear layers reading the same input, run as one: the weights are stacked along
+ * the output axis and the result split again. Numerically identical (each output row keeps
+ * its own weights and quantisation blocks), but one large product instead of several small
+ * ones — for a single decoded token, per-call overhead is a large part of each small product.
+ */
+export function linearGroup(
+  g: GraphBuilder,
+  store: SafetensorsStore,
+  x: string,
+  prefixes: string[],
+  ns: number[],
+  k: number,
+  hasBias: boolean,
+  opts: LinearOptions,
+  name: string,
+): string[] {
+  const total = ns.reduce((a, b) => a + b, 0);
+  const w = new Float32Array(total * k);
+  const b = hasBias ? new Float32Array(total) : undefined;
+  let row = 0;
+  prefixes.forEach((prefix, i) => {
+    w.set(weight(store, `${prefix}.weight`, [ns[i], k]), row * k);
+    if (b) b.set(weight(store, `${prefix}.bias`, [ns[i]]), row);
+    row += ns[i];
+  });
+  const y = linearFromData(g, x, name, w, total, k, b, opts);
+  return g.node('Split', [y, g.constInt64(ns)], { axis: -1 }, { outputs: ns.length });
 }
 
 export function layerNorm(g: GraphBuilder, store: SafetensorsStore, x: string, prefix: string, dim: number, eps: number): string {
