@@ -4,16 +4,14 @@
  * two `<timestamp>` tokens; the argmax class at each `<timestamp>` position itself (no shift)
  * times 80 ms is the unit's start or end, then the monotonic repair.
  */
-import { loadFeatureConfig, logMelSpectrogram, type FeatureConfig } from '../audio/features.ts';
-import { AudioEncoder } from '../model/audio-encoder.ts';
-import { precisionsFor, type ModelLoadOptions, type PartPrecisions } from '../model/asr-model.ts';
-import { loadModelConfig, audioTokenCount, type ModelConfig } from '../model/config.ts';
+import { logMelSpectrogram, type FeatureConfig } from '../audio/features.ts';
+import { type AudioEncoder } from '../model/audio-encoder.ts';
+import { loadThinker, type ModelLoadOptions, type PartPrecisions } from '../model/thinker.ts';
+import { audioTokenCount, type ModelConfig } from '../model/config.ts';
 import { argmax } from '../model/generate.ts';
-import { type SessionOptions } from '../model/onnx/session.ts';
 import { buildAlignerPrompt } from '../model/prompt.ts';
-import { SafetensorsStore } from '../model/safetensors.ts';
-import { embedPrompt, TextDecoder } from '../model/text-decoder.ts';
-import { QwenTokenizer } from '../model/tokenizer.ts';
+import { embedPrompt, type TextDecoder } from '../model/text-decoder.ts';
+import { type QwenTokenizer } from '../model/tokenizer.ts';
 import { classesToItems } from './timestamps.ts';
 import { splitWordUnits } from './word-units.ts';
 import type { WordTimestamp } from '../pipeline/types.ts';
@@ -53,24 +51,18 @@ export class ForcedAligner {
   ) {}
 
   static async load(dir: string, opts: ModelLoadOptions): Promise<ForcedAligner> {
-    const config = loadModelConfig(dir);
-    if (config.kind !== 'aligner') throw new Error(`${config.file}: this is a ${config.kind} checkpoint, not a Qwen3-ForcedAligner model`);
-    const tokenizer = QwenTokenizer.load(dir);
+    const parts = await loadThinker(dir, 'aligner', opts, (config, p) => ({
+      // One forward pass over the whole prompt: only the many-row (prompt) precision is used.
+      linear: { precision: p.prefill },
+      head: { precision: p.head },
+      headRows: config.classifyNum!,
+      headWeight: 'thinker.lm_head.weight',
+    }));
+    const { config, tokenizer, features, encoder, decoder, precisions } = parts;
     if (tokenizer.tokenToId('<timestamp>') !== config.timestampTokenId) {
+      await Promise.all([encoder.release(), decoder.release()]);
       throw new Error(`${dir}: tokenizer's <timestamp> id ${tokenizer.tokenToId('<timestamp>')} differs from config.json timestamp_token_id ${config.timestampTokenId}`);
     }
-    const features = loadFeatureConfig(dir);
-    const store = SafetensorsStore.openDir(dir);
-    const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
-    const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
-    const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder }, session);
-    const decoder = await TextDecoder.load(
-      store,
-      config.text,
-      { linear: { precision: precisions.decoder }, head: { precision: precisions.head }, headRows: config.classifyNum!, headWeight: 'thinker.lm_head.weight' },
-      session,
-    );
-    opts.log?.(`forced aligner ready (${precisions.decoder})`);
     return new ForcedAligner(dir, config, tokenizer, features, encoder, decoder, precisions);
   }
 

@@ -6,59 +6,15 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadFeatureConfig, logMelSpectrogram, type FeatureConfig } from '../audio/features.ts';
-import { AudioEncoder, type MelFeatures } from './audio-encoder.ts';
-import { loadModelConfig, type ModelConfig } from './config.ts';
+import { logMelSpectrogram, type FeatureConfig } from '../audio/features.ts';
+import { type AudioEncoder, type MelFeatures } from './audio-encoder.ts';
+import { type ModelConfig } from './config.ts';
 import { generateGreedy, type GenerationOutput } from './generate.ts';
-import { type WeightPrecision } from './onnx/layers.ts';
-import { type SessionOptions } from './onnx/session.ts';
 import { parseAsrOutput } from './output-parser.ts';
 import { buildAsrPrompt } from './prompt.ts';
-import { SafetensorsStore } from './safetensors.ts';
-import { embedPrompt, TextDecoder } from './text-decoder.ts';
+import { embedPrompt, type TextDecoder } from './text-decoder.ts';
+import { loadThinker, type ModelLoadOptions, type PartPrecisions } from './thinker.ts';
 import { QwenTokenizer } from './tokenizer.ts';
-import type { Device, Quantization } from '../pipeline/types.ts';
-
-export interface ModelLoadOptions {
-  device: Device;
-  quant: Quantization;
-  threads: number;
-  /** Override the precision of single parts (defaults follow `quant`; see precisionsFor). */
-  precisions?: Partial<PartPrecisions>;
-  /** Compiled-graph cache folder; false disables it (default: see onnx/session.ts). */
-  cacheDir?: string | false;
-  log?: (msg: string) => void;
-}
-
-export interface PartPrecisions {
-  encoder: WeightPrecision;
-  /** Decoder projections for generation steps (a few rows). */
-  decoder: WeightPrecision;
-  /** Decoder projections for prompts (many rows); a second graph when it differs from `decoder`. */
-  prefill: WeightPrecision;
-  head: WeightPrecision;
-}
-
-/**
- * Which weights a quantisation setting applies to (README "Precision and the default").
- * - Decoding one token streams all decoder weights through one-row products: block-quantised
- *   MatMulNBits (`decoder`, `head`) is fastest there.
- * - Prompts and the audio encoder are many-row products: int8 weights with int8 per-row
- *   activations (`w8a8`, MatMulInteger on the CPU's int8 matrix units) are 2-5x faster than
- *   MatMulNBits there, so `int8` builds a second decoder graph (`prefill`) for prompts. That
- *   costs a second copy of the decoder weights in int8; `int4` is the memory-lean setting and
- *   keeps one graph.
- */
-export function precisionsFor(quant: Quantization): PartPrecisions {
-  switch (quant) {
-    case 'none':
-      return { encoder: 'fp32', decoder: 'fp32', prefill: 'fp32', head: 'fp32' };
-    case 'int8':
-      return { encoder: 'w8a8', decoder: 'int8', prefill: 'w8a8', head: 'int8' };
-    case 'int4':
-      return { encoder: 'w8a8', decoder: 'int4', prefill: 'int4', head: 'int4' };
-  }
-}
 
 export interface AsrRequest {
   /** 16 kHz mono float32. */
@@ -80,11 +36,13 @@ export interface AsrResult {
   audioTokens: number;
   promptIds: number[];
   firstLogits?: Float32Array;
+  stepLogits?: Float32Array[];
 }
 
 export interface TranscribeBatchOptions {
   signal?: AbortSignal;
   keepFirstLogits?: boolean;
+  keepStepLogits?: boolean;
   prefillChunk?: number;
   /** Benchmarks: decode exactly maxNewTokens (random weights emit arbitrary tokens). */
   ignoreStopTokens?: boolean;
@@ -124,25 +82,15 @@ export class AsrModel {
   ) {}
 
   static async load(dir: string, opts: ModelLoadOptions): Promise<AsrModel> {
-    const config = loadModelConfig(dir);
-    if (config.kind !== 'asr') throw new Error(`${config.file}: this is a ${config.kind} checkpoint, not a Qwen3-ASR model`);
-    const tokenizer = QwenTokenizer.load(dir);
-    const features = loadFeatureConfig(dir);
-    const store = SafetensorsStore.openDir(dir);
-    const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
-    const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
-    const t0 = Date.now();
-    const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder }, session);
-    opts.log?.(`audio encoder ready (${precisions.encoder}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const t1 = Date.now();
-    const headWeight = config.text.tieWordEmbeddings ? 'thinker.model.embed_tokens.weight' : 'thinker.lm_head.weight';
-    const decoder = await TextDecoder.load(
-      store,
-      config.text,
-      { linear: { precision: precisions.decoder }, prefillLinear: { precision: precisions.prefill }, head: { precision: precisions.head }, headRows: config.text.vocabSize, headWeight },
-      session,
-    );
-    opts.log?.(`text decoder ready (${precisions.decoder}, prompts ${precisions.prefill}, head ${precisions.head}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+    const parts = await loadThinker(dir, 'asr', opts, (config, p) => ({
+      linear: { precision: p.decoder },
+      prefillLinear: { precision: p.prefill },
+      head: { precision: p.head },
+      headRows: config.text.vocabSize,
+      // Tied checkpoints use the embedding as the output matrix even when they also store a head (spec §3.2).
+      headWeight: config.text.tieWordEmbeddings ? 'thinker.model.embed_tokens.weight' : 'thinker.lm_head.weight',
+    }));
+    const { config, tokenizer, features, encoder, decoder, precisions } = parts;
     return new AsrModel(dir, config, tokenizer, features, encoder, decoder, stopTokenIds(dir, tokenizer), precisions);
   }
 
@@ -170,6 +118,7 @@ export class AsrModel {
       signal: opts.signal,
       onStep: opts.onStep,
       keepFirstLogits: opts.keepFirstLogits,
+      keepStepLogits: opts.keepStepLogits,
       prefillChunk: opts.prefillChunk,
     });
     return outs.map((o, i) => {
@@ -184,6 +133,7 @@ export class AsrModel {
         audioTokens: audio[i].length / H,
         promptIds: prompts[i].ids,
         firstLogits: o.firstLogits,
+        stepLogits: o.stepLogits,
       };
     });
   }

@@ -17,6 +17,8 @@ export interface GenerationOutput {
   stopReason: 'eos' | 'max_new_tokens';
   /** Logits of the first generated position (kept for conformance checks when asked). */
   firstLogits?: Float32Array;
+  /** Logits of every step (tests of the generation-step graph), when asked. */
+  stepLogits?: Float32Array[];
 }
 
 export interface GenerationOptions {
@@ -24,6 +26,7 @@ export interface GenerationOptions {
   /** Prompt positions per prefill pass: bounds attention scores to chunk × context. */
   prefillChunk?: number;
   keepFirstLogits?: boolean;
+  keepStepLogits?: boolean;
   signal?: AbortSignal;
   /** Called after every step with the rows' ids so far (progress, streaming). */
   onStep?: (generated: number[][]) => void;
@@ -88,6 +91,7 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
     rows.forEach((item, r) => {
       const id = argmax(logits, logitsRows[r] * V, V);
       if (first && opts.keepFirstLogits) outputs[item].firstLogits = logits.slice(logitsRows[r] * V, (logitsRows[r] + 1) * V);
+      if (opts.keepStepLogits) (outputs[item].stepLogits ??= []).push(logits.slice(logitsRows[r] * V, (logitsRows[r] + 1) * V));
       outputs[item].ids.push(id);
       if (opts.stopIds.has(id)) outputs[item].stopReason = 'eos';
       else if (outputs[item].ids.length < inputs[item].maxNewTokens) {

@@ -2,12 +2,13 @@
  * Block quantisation: the packing matches MatMulNBits, and the measured error of int8 / int4
  * weights against fp32, on single matrices and on the whole tiny-a model's logits.
  *
- * Bounds measured on this machine (tiny-a, all 18 cases, first-step logits vs fp32):
- *   int8 (blocks of 128): max relative L2 error 0.030, max abs 0.48 (logits std ≈ 3), argmax 18/18
- *   int4 (blocks of 32):  max relative L2 error 0.29,  max abs 4.5,  argmax 13/18
- * The tiny model's random Gaussian weights are a hard case for 4 bits (a single random
- * 256×256 matrix already loses 8% to round-to-nearest int4 with block 32); the bounds below
- * leave ~25% headroom over those measurements.
+ * Bounds measured on this machine (tiny-a, all 18 cases, relative L2 error of the logits
+ * against fp32; step 1 from the prompt graph, step 2 from the generation-step graph):
+ *   int8: 0.029 / 0.031, first token 18/18 equal to fp32
+ *   int4: 0.086 / 0.087, first token 16/18
+ * The bounds below leave ~25-35% headroom over those measurements. (The tiny model's random
+ * Gaussian weights are a hard case for 4 bits: a single random 256×256 matrix already loses 8%
+ * to round-to-nearest int4 with blocks of 32.)
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -82,29 +83,35 @@ for (const bits of [8, 4] as const) {
   });
 }
 
-test('tiny-a first-step logits: int8 and int4 error against fp32 stays within the measured bounds', async () => {
+test('tiny-a logits: int8 and int4 error against fp32 stays within the measured bounds', async () => {
+  // Step 1 comes from the prompt graph (W8A8 projections, quantised head), step 2 from the
+  // generation-step graph (MatMulNBits int8 / int4): both are measured.
   const dir = goldenPath('tiny-a', 'checkpoint');
   const index = readJson(goldenPath('tiny-a', 'index.json'));
   const reqs = index.cases.map((c: any) => ({
     samples: SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden)).readFloat32('waveform'),
     language: c.language ?? undefined,
     context: c.context || undefined,
-    maxNewTokens: 1,
+    maxNewTokens: 2,
   }));
-  const logitsOf = async (quant: 'none' | 'int8' | 'int4') => {
-    const m = await AsrModel.load(dir, { device: 'cpu', quant, threads: 2 });
+  const run = async (quant: 'none' | 'int8' | 'int4') => {
+    const m = await AsrModel.load(dir, { device: 'cpu', quant, threads: 2, cacheDir: false });
     try {
-      return await m.transcribe(reqs, { keepFirstLogits: true });
+      return await m.transcribe(reqs, { keepStepLogits: true, ignoreStopTokens: true });
     } finally {
       await m.release();
     }
   };
-  const ref = await logitsOf('none');
-  for (const [quant, bound, minAgree] of [['int8', 0.04, 18], ['int4', 0.36, 11]] as const) {
-    const out = await logitsOf(quant);
-    const worst = Math.max(...out.map((o, i) => relError(o.firstLogits!, ref[i].firstLogits!)));
-    const agree = out.filter((o, i) => o.tokenIds[0] === ref[i].tokenIds[0]).length;
-    assert.ok(worst <= bound, `${quant}: worst relative logit error ${worst} > ${bound}`);
-    assert.ok(agree >= minAgree, `${quant}: first token agrees on ${agree}/18`);
+  const ref = await run('none');
+  for (const [quant, bounds] of [['int8', [0.04, 0.04]], ['int4', [0.11, 0.11]]] as const) {
+    const out = await run(quant);
+    for (const step of [0, 1]) {
+      // Step 2 is comparable only where both picked the same first token.
+      const same = out.map((o, i) => i).filter((i) => step === 0 || out[i].tokenIds[0] === ref[i].tokenIds[0]);
+      assert.ok(same.length >= 10, `${quant}: only ${same.length} cases comparable at step ${step + 1}`);
+      const worst = Math.max(...same.map((i) => relError(out[i].stepLogits![step], ref[i].stepLogits![step])));
+      assert.ok(worst <= bounds[step], `${quant} step ${step + 1}: worst relative logit error ${worst} > ${bounds[step]}`);
+      process.stdout.write(`# ${quant} step ${step + 1}: worst relative logit error ${worst.toFixed(4)} over ${same.length} cases\n`);
+    }
   }
 });

@@ -6,7 +6,8 @@
 import { parentPort } from 'node:worker_threads';
 import { decodeAudio } from '../audio/decode.ts';
 import { ForcedAligner } from '../aligner/aligner-model.ts';
-import { AsrModel, type ModelLoadOptions } from '../model/asr-model.ts';
+import { AsrModel } from '../model/asr-model.ts';
+import { type ModelLoadOptions } from '../model/thinker.ts';
 import { resolveCheckpoint } from '../model/checkpoint-resolve.ts';
 import { AbortError } from '../model/generate.ts';
 import { checkAudio, runTranscription } from './run-transcription.ts';

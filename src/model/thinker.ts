@@ -1,0 +1,94 @@
+/**
+ * What every checkpoint of the Qwen3-ASR family shares (the official code calls it the
+ * "thinker"): config, tokenizer, feature extractor, audio encoder and text decoder. The ASR
+ * model and the forced aligner differ only in their output head and in how they use it.
+ */
+import { loadFeatureConfig, type FeatureConfig } from '../audio/features.ts';
+import { AudioEncoder } from './audio-encoder.ts';
+import { loadModelConfig, type ModelConfig } from './config.ts';
+import { type WeightPrecision } from './onnx/layers.ts';
+import { type SessionOptions } from './onnx/session.ts';
+import { SafetensorsStore } from './safetensors.ts';
+import { TextDecoder, type DecoderLoadOptions } from './text-decoder.ts';
+import { QwenTokenizer } from './tokenizer.ts';
+import type { Device, Quantization } from '../pipeline/types.ts';
+
+export interface ModelLoadOptions {
+  device: Device;
+  quant: Quantization;
+  threads: number;
+  /** Override the precision of single parts (defaults follow `quant`; see precisionsFor). */
+  precisions?: Partial<PartPrecisions>;
+  /** Compiled-graph cache folder; false disables it (default: see onnx/session.ts). */
+  cacheDir?: string | false;
+  log?: (msg: string) => void;
+}
+
+export interface PartPrecisions {
+  encoder: WeightPrecision;
+  /** Decoder projections for generation steps (a few rows). */
+  decoder: WeightPrecision;
+  /** Decoder projections for prompts (many rows); a second graph when it differs from `decoder`. */
+  prefill: WeightPrecision;
+  head: WeightPrecision;
+}
+
+/**
+ * Which weights a quantisation setting applies to (README "Precision and the default").
+ * - Decoding one token streams all decoder weights through one-row products: block-quantised
+ *   MatMulNBits (`decoder`, `head`) is fastest there.
+ * - Prompts and the audio encoder are many-row products: int8 weights with int8 per-row
+ *   activations (`w8a8`, MatMulInteger on the CPU's int8 matrix units) are 2-5x faster than
+ *   MatMulNBits there (int4 MatMulNBits ran 1.7B prompts at only 46 tokens/s against 152 for
+ *   W8A8), so both `int8` and `int4` build a second decoder graph (`prefill`) for prompts, at
+ *   the cost of a second, int8 copy of the decoder projections.
+ */
+export function precisionsFor(quant: Quantization): PartPrecisions {
+  switch (quant) {
+    case 'none':
+      return { encoder: 'fp32', decoder: 'fp32', prefill: 'fp32', head: 'fp32' };
+    case 'int8':
+      return { encoder: 'w8a8', decoder: 'int8', prefill: 'w8a8', head: 'int8' };
+    case 'int4':
+      return { encoder: 'w8a8', decoder: 'int4', prefill: 'w8a8', head: 'int4' };
+  }
+}
+
+export interface ThinkerParts {
+  config: ModelConfig;
+  tokenizer: QwenTokenizer;
+  features: FeatureConfig;
+  encoder: AudioEncoder;
+  decoder: TextDecoder;
+  precisions: PartPrecisions;
+}
+
+/**
+ * Loads a checkpoint folder of the expected kind; `decoderOptions` picks the output head and
+ * the decoder precisions from the parsed config.
+ */
+export async function loadThinker(
+  dir: string,
+  kind: ModelConfig['kind'],
+  opts: ModelLoadOptions,
+  decoderOptions: (config: ModelConfig, precisions: PartPrecisions) => DecoderLoadOptions,
+): Promise<ThinkerParts> {
+  const config = loadModelConfig(dir);
+  if (config.kind !== kind) {
+    const name = kind === 'asr' ? 'Qwen3-ASR' : 'Qwen3-ForcedAligner';
+    throw new Error(`${config.file}: this is an ${config.kind} checkpoint, not a ${name} model`);
+  }
+  const tokenizer = QwenTokenizer.load(dir);
+  const features = loadFeatureConfig(dir);
+  const store = SafetensorsStore.openDir(dir);
+  const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
+  const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
+  const t0 = Date.now();
+  const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder }, session);
+  opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const t1 = Date.now();
+  const dec = decoderOptions(config, precisions);
+  const decoder = await TextDecoder.load(store, config.text, dec, session);
+  opts.log?.(`${dir}: text decoder ready (${dec.linear.precision}, prompts ${dec.prefillLinear?.precision ?? dec.linear.precision}, head ${dec.head.precision}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  return { config, tokenizer, features, encoder, decoder, precisions };
+}
