@@ -34,7 +34,7 @@ Transcribe options:
   --device D             cpu | cuda | cuda:N (default: $DEVICE or cpu)
   --threads N            ONNX Runtime threads (default: $THREADS or one per core)
   --batch-size N         segments decoded together (default: $MAX_INFERENCE_BATCH_SIZE or 8)
-  --segment-seconds N    longest segment (default: 120; 180 at most with --timestamps)
+  --segment-seconds N    longest segment (default: $SEGMENT_SECONDS or 60; 180 at most with --timestamps)
   --timestamps           word timestamps with the forced aligner
   --aligner A            forced-aligner folder or repo id (default: $FORCED_ALIGNER or ${DEFAULT_ALIGNER})
   --format F             text | json | verbose_json | srt | vtt (default: text)
@@ -220,7 +220,7 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
         if (!r.ok) throw new UsageError(r.message);
         language = r.name || undefined;
       }
-      const segmentSeconds = positiveInt('segment-seconds', values['segment-seconds']);
+      const segmentSeconds = positiveInt('segment-seconds', values['segment-seconds'] ?? process.env.SEGMENT_SECONDS);
       const timestamps = values.timestamps ?? false;
       const aligner = timestamps ? (values.aligner ?? (process.env.FORCED_ALIGNER || DEFAULT_ALIGNER)) : undefined;
       // Fail before loading (or downloading) a model when the file cannot be read at all.

@@ -13,7 +13,7 @@ export const SAMPLE_RATE = 16000;
 /** Shortest audio accepted (OpenAI's limit; below one 25 ms analysis window nothing can be said). */
 export const MIN_AUDIO_SECONDS = 0.1;
 /** Default longest segment without timestamps (README "Long recordings" explains the choice). */
-export const DEFAULT_SEGMENT_SECONDS = 120;
+export const DEFAULT_SEGMENT_SECONDS = 60;
 /** The official wrapper's segment limit when timestamps are requested (the aligner's range is 400 s). */
 export const ALIGNER_SEGMENT_SECONDS = 180;
 

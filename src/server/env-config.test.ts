@@ -16,7 +16,7 @@ test('defaults: the original names and defaults, except DEVICE=cpu', () => {
     threads: 0,
     maxBatchSize: 8,
     maxNewTokens: undefined,
-    segmentSeconds: 120,
+    segmentSeconds: 60,
     forcedAligner: undefined,
     hfHome: undefined,
     hfEndpoint: undefined,

@@ -17,8 +17,8 @@
  * | DTYPE | bfloat16 | bfloat16, float16 or float32; accepted for compatibility only: the ONNX engine computes in float32 from the checkpoint's bf16 weights whatever the value. Use QUANT for smaller, faster weights |
  * | QUANT | int8 | none (fp32), int8 or int4 weights (README "Precision and the default" gives the measurements behind int8) |
  * | THREADS | 0 | ONNX Runtime intra-op threads (0 = let ONNX Runtime choose) |
- * | MAX_INFERENCE_BATCH_SIZE | 8 | segments decoded together; -1 = no limit (as in the original). Each sequence's fp32 KV cache takes ~0.23 MB per token (≈450 MB for a 120 s segment), which bounds useful batches on CPU |
- * | SEGMENT_SECONDS | 120 | longest piece long audio is cut into, at quiet points (10–1200; 180 at most with timestamps) |
+ * | MAX_INFERENCE_BATCH_SIZE | 8 | segments decoded together; -1 = no limit (as in the original). Each sequence's fp32 KV cache takes ~0.23 MB per token (≈230 MB for a 60 s segment), which bounds useful batches on CPU |
+ * | SEGMENT_SECONDS | 60 | longest piece long audio is cut into, at quiet points (10–1200; 180 at most with timestamps) |
  * | MAX_NEW_TOKENS | (unset) | cap on generated tokens per segment. The original's 256 per 20-minute chunk silently truncated long files; our segments are short and the budget grows with their duration, so unset means "no fixed cap" |
  * | FORCED_ALIGNER | (empty) | Qwen3-ForcedAligner repo id or folder; empty = word timestamps off |
  * | HF_HOME, HF_ENDPOINT, HF_TOKEN | (unset) | Hugging Face cache folder, mirror, token |
