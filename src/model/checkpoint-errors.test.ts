@@ -4,12 +4,12 @@
  * tokenizer files are symlinked, not copied).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { AsrModel } from './asr-model.ts';
-import { goldenPath } from '../testing/shared.ts';
+import { goldenPath, REPO_ROOT } from '../testing/shared.ts';
 
 const SRC = goldenPath('tiny-a', 'checkpoint');
 const scratch: string[] = [];
@@ -85,4 +85,16 @@ test('a missing tokenizer file is named', async () => {
 
 test('an ASR load of an aligner checkpoint says what it is', async () => {
   await assert.rejects(load(goldenPath('aligner-a', 'checkpoint')), (e: Error) => /aligner checkpoint, not a Qwen3-ASR model/.test(e.message));
+});
+
+test('DEVICE=cuda without the CUDA execution provider says how to install it', async (t) => {
+  const bin = join(REPO_ROOT, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64');
+  if (existsSync(join(bin, 'libonnxruntime_providers_cuda.so'))) {
+    t.skip('the CUDA provider is installed here (npm run install:cuda): nothing to refuse');
+    return;
+  }
+  await assert.rejects(
+    AsrModel.load(SRC, { device: 'cuda', quant: 'none', threads: 1, cacheDir: false }),
+    (e: Error) => e.name === 'DeviceError' && /DEVICE=cuda/.test(e.message) && /npm run install:cuda/.test(e.message),
+  );
 });
