@@ -4,14 +4,12 @@
  * two `<timestamp>` tokens; the argmax class at each `<timestamp>` position itself (no shift)
  * times 80 ms is the unit's start or end, then the monotonic repair.
  */
-import { logMelSpectrogram, type FeatureConfig } from '../audio/features.ts';
-import { type AudioEncoder } from '../model/audio-encoder.ts';
-import { loadThinker, type ModelLoadOptions, type PartPrecisions } from '../model/thinker.ts';
-import { audioTokenCount, type ModelConfig } from '../model/config.ts';
+import { logMelSpectrogram } from '../audio/features.ts';
+import { loadThinker, ThinkerModel, type ModelLoadOptions } from '../model/thinker.ts';
+import { audioTokenCount } from '../model/config.ts';
 import { argmax } from '../model/generate.ts';
 import { buildAlignerPrompt } from '../model/prompt.ts';
-import { embedPrompt, type TextDecoder } from '../model/text-decoder.ts';
-import { type QwenTokenizer } from '../model/tokenizer.ts';
+import { embedPrompt } from '../model/text-decoder.ts';
 import { classesToItems } from './timestamps.ts';
 import { splitWordUnits } from './word-units.ts';
 import type { WordTimestamp } from '../pipeline/types.ts';
@@ -39,17 +37,7 @@ export class AlignerError extends Error {
 
 const PREFILL_CHUNK = 512;
 
-export class ForcedAligner {
-  private constructor(
-    readonly dir: string,
-    readonly config: ModelConfig,
-    readonly tokenizer: QwenTokenizer,
-    readonly features: FeatureConfig,
-    readonly encoder: AudioEncoder,
-    readonly decoder: TextDecoder,
-    readonly precisions: PartPrecisions,
-  ) {}
-
+export class ForcedAligner extends ThinkerModel {
   static async load(dir: string, opts: ModelLoadOptions): Promise<ForcedAligner> {
     const parts = await loadThinker(dir, 'aligner', opts, (config, p) => ({
       // One forward pass over the whole prompt: only the many-row (prompt) precision is used.
@@ -58,12 +46,13 @@ export class ForcedAligner {
       headRows: config.classifyNum!,
       headWeight: 'thinker.lm_head.weight',
     }));
-    const { config, tokenizer, features, encoder, decoder, precisions } = parts;
-    if (tokenizer.tokenToId('<timestamp>') !== config.timestampTokenId) {
-      await Promise.all([encoder.release(), decoder.release()]);
-      throw new Error(`${dir}: tokenizer's <timestamp> id ${tokenizer.tokenToId('<timestamp>')} differs from config.json timestamp_token_id ${config.timestampTokenId}`);
+    const aligner = new ForcedAligner(dir, parts);
+    const id = parts.tokenizer.tokenToId('<timestamp>');
+    if (id !== parts.config.timestampTokenId) {
+      await aligner.release();
+      throw new Error(`${dir}: tokenizer's <timestamp> id ${id} differs from config.json timestamp_token_id ${parts.config.timestampTokenId}`);
     }
-    return new ForcedAligner(dir, config, tokenizer, features, encoder, decoder, precisions);
+    return aligner;
   }
 
   get languages(): readonly string[] {
@@ -136,10 +125,5 @@ export class ForcedAligner {
       rawClasses: classes[i],
       items: classesToItems(units[i], classes[i], this.config.timestampSegmentTime!),
     }));
-  }
-
-  async release(): Promise<void> {
-    await this.encoder.release();
-    await this.decoder.release();
   }
 }

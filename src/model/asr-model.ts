@@ -6,14 +6,13 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { logMelSpectrogram, type FeatureConfig } from '../audio/features.ts';
-import { type AudioEncoder, type MelFeatures } from './audio-encoder.ts';
-import { type ModelConfig } from './config.ts';
+import { logMelSpectrogram } from '../audio/features.ts';
+import { type MelFeatures } from './audio-encoder.ts';
 import { generateGreedy, type GenerationOutput } from './generate.ts';
 import { parseAsrOutput } from './output-parser.ts';
 import { buildAsrPrompt } from './prompt.ts';
-import { embedPrompt, type TextDecoder } from './text-decoder.ts';
-import { loadThinker, type ModelLoadOptions, type PartPrecisions } from './thinker.ts';
+import { embedPrompt } from './text-decoder.ts';
+import { loadThinker, ThinkerModel, type ModelLoadOptions, type ThinkerParts } from './thinker.ts';
 import { QwenTokenizer } from './tokenizer.ts';
 
 export interface AsrRequest {
@@ -69,17 +68,14 @@ export function stopTokenIds(dir: string, tok: QwenTokenizer): Set<number> {
   return ids;
 }
 
-export class AsrModel {
+export class AsrModel extends ThinkerModel {
   private constructor(
-    readonly dir: string,
-    readonly config: ModelConfig,
-    readonly tokenizer: QwenTokenizer,
-    readonly features: FeatureConfig,
-    readonly encoder: AudioEncoder,
-    readonly decoder: TextDecoder,
+    dir: string,
+    parts: ThinkerParts,
     readonly stopIds: Set<number>,
-    readonly precisions: PartPrecisions,
-  ) {}
+  ) {
+    super(dir, parts);
+  }
 
   static async load(dir: string, opts: ModelLoadOptions): Promise<AsrModel> {
     const parts = await loadThinker(dir, 'asr', opts, (config, p) => ({
@@ -90,8 +86,7 @@ export class AsrModel {
       // Tied checkpoints use the embedding as the output matrix even when they also store a head (spec §3.2).
       headWeight: config.text.tieWordEmbeddings ? 'thinker.model.embed_tokens.weight' : 'thinker.lm_head.weight',
     }));
-    const { config, tokenizer, features, encoder, decoder, precisions } = parts;
-    return new AsrModel(dir, config, tokenizer, features, encoder, decoder, stopTokenIds(dir, tokenizer), precisions);
+    return new AsrModel(dir, parts, stopTokenIds(dir, parts.tokenizer));
   }
 
   /** Log-mel features of 16 kHz samples. */
@@ -136,10 +131,5 @@ export class AsrModel {
         stepLogits: o.stepLogits,
       };
     });
-  }
-
-  async release(): Promise<void> {
-    await this.encoder.release();
-    await this.decoder.release();
   }
 }

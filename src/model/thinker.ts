@@ -92,3 +92,25 @@ export async function loadThinker(
   opts.log?.(`${dir}: text decoder ready (${dec.linear.precision}, prompts ${dec.prefillLinear?.precision ?? dec.linear.precision}, head ${dec.head.precision}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   return { config, tokenizer, features, encoder, decoder, precisions };
 }
+
+/** Base of the ASR model and the forced aligner: the loaded parts and their release. */
+export class ThinkerModel {
+  readonly config: ModelConfig;
+  readonly tokenizer: QwenTokenizer;
+  readonly features: FeatureConfig;
+  readonly encoder: AudioEncoder;
+  readonly decoder: TextDecoder;
+  readonly precisions: PartPrecisions;
+
+  protected constructor(
+    readonly dir: string,
+    parts: ThinkerParts,
+  ) {
+    ({ config: this.config, tokenizer: this.tokenizer, features: this.features, encoder: this.encoder, decoder: this.decoder, precisions: this.precisions } = parts);
+  }
+
+  async release(): Promise<void> {
+    await this.encoder.release();
+    await this.decoder.release();
+  }
+}
