@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { checkpointProblem, findCachedSnapshot, resolveCheckpoint } from './checkpoint-resolve.ts';
@@ -41,11 +41,12 @@ test('a folder is returned as an absolute path', async () => {
   const cwd = process.cwd();
   try {
     process.chdir(goldenPath('tiny-a'));
-    assert.equal(await resolveCheckpoint('./checkpoint'), TINY);
+    // process.cwd() after chdir is the real path: compare real paths (../shared may be a symlink).
+    assert.equal(realpathSync(await resolveCheckpoint('./checkpoint')), realpathSync(TINY));
     // An existing relative path wins even when it has the owner/name shape of a repo id.
     process.chdir(goldenPath());
     assert.ok(isRepoId('tiny-a/checkpoint'));
-    assert.equal(await resolveCheckpoint('tiny-a/checkpoint', { offline: true }), TINY);
+    assert.equal(realpathSync(await resolveCheckpoint('tiny-a/checkpoint', { offline: true })), realpathSync(TINY));
   } finally {
     process.chdir(cwd);
   }
