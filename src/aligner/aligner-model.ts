@@ -7,7 +7,7 @@
 import { logMelSpectrogram } from '../audio/features.ts';
 import { loadThinker, ThinkerModel, type ModelLoadOptions } from '../model/thinker.ts';
 import { audioTokenCount } from '../model/config.ts';
-import { argmax } from '../model/generate.ts';
+import { argmax, leftPaddedChunk } from '../model/generate.ts';
 import { buildAlignerPrompt } from '../model/prompt.ts';
 import { embedPrompt } from '../model/text-decoder.ts';
 import { classesToItems } from './timestamps.ts';
@@ -101,14 +101,10 @@ export class ForcedAligner extends ThinkerModel {
     for (let c0 = 0; c0 < Lmax; c0 += PREFILL_CHUNK) {
       if (opts.signal?.aborted) throw new AlignerError('aborted');
       const S = Math.min(PREFILL_CHUNK, Lmax - c0);
-      const chunk = new Float32Array(B * S * H);
+      const chunk = leftPaddedChunk(embeds, pads, c0, S, H);
       const rows: number[] = [];
       const owners: number[] = [];
       for (let b = 0; b < B; b++) {
-        for (let i = 0; i < S; i++) {
-          const t = c0 + i - pads[b];
-          if (t >= 0) chunk.set(embeds[b].subarray(t * H, (t + 1) * H), (b * S + i) * H);
-        }
         for (const tp of prompts[b].timestampPositions) {
           const abs = tp + pads[b];
           if (abs >= c0 && abs < c0 + S) {

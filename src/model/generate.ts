@@ -45,6 +45,21 @@ export function argmax(logits: Float32Array, offset: number, length: number): nu
   return best;
 }
 
+/**
+ * Positions [c0, c0 + S) of a left-padded batch as one [B, S, H] block: row b's prompt starts
+ * at pads[b]; padded positions stay zero (they are masked out of attention).
+ */
+export function leftPaddedChunk(prompts: Float32Array[], pads: number[], c0: number, S: number, H: number): Float32Array {
+  const out = new Float32Array(prompts.length * S * H);
+  prompts.forEach((p, b) => {
+    for (let i = 0; i < S; i++) {
+      const t = c0 + i - pads[b];
+      if (t >= 0) out.set(p.subarray(t * H, (t + 1) * H), (b * S + i) * H);
+    }
+  });
+  return out;
+}
+
 export class AbortError extends Error {
   constructor() {
     super('aborted');
@@ -69,13 +84,7 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
   for (let c0 = 0; c0 < Lmax; c0 += chunk) {
     check();
     const S = Math.min(chunk, Lmax - c0);
-    const embeds = new Float32Array(B * S * H);
-    for (let b = 0; b < B; b++) {
-      for (let i = 0; i < S; i++) {
-        const t = c0 + i - pads[b];
-        if (t >= 0) embeds.set(inputs[b].embeds.subarray(t * H, (t + 1) * H), (b * S + i) * H);
-      }
-    }
+    const embeds = leftPaddedChunk(inputs.map((x) => x.embeds), pads, c0, S, H);
     const last = c0 + S >= Lmax;
     logits = await decoder.forward(cache, embeds, S, last ? inputs.map((_, b) => b * S + S - 1) : [0]);
   }
