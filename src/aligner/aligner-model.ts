@@ -40,9 +40,9 @@ const PREFILL_CHUNK = 512;
 export class ForcedAligner extends ThinkerModel {
   static async load(dir: string, opts: ModelLoadOptions): Promise<ForcedAligner> {
     const parts = await loadThinker(dir, 'aligner', opts, (config, p) => ({
-      // One forward pass over the whole prompt: only the many-row (prompt) precision is used.
-      linear: { precision: p.prefill },
-      head: { precision: p.head },
+      // One forward pass over the whole prompt: only the many-row precisions are used.
+      linear: { precision: p.batch },
+      head: { precision: p.batchHead },
       headRows: config.classifyNum!,
       headWeight: 'thinker.lm_head.weight',
     }));

@@ -80,8 +80,9 @@ export class AsrModel extends ThinkerModel {
   static async load(dir: string, opts: ModelLoadOptions): Promise<AsrModel> {
     const parts = await loadThinker(dir, 'asr', opts, (config, p) => ({
       linear: { precision: p.decoder },
-      prefillLinear: { precision: p.prefill },
       head: { precision: p.head },
+      batchLinear: { precision: p.batch },
+      batchHead: { precision: p.batchHead },
       headRows: config.text.vocabSize,
       // Tied checkpoints use the embedding as the output matrix even when they also store a head (spec §3.2).
       headWeight: config.text.tieWordEmbeddings ? 'thinker.model.embed_tokens.weight' : 'thinker.lm_head.weight',

@@ -2,6 +2,10 @@
  * Runs the Qwen3 decoder graph: embedding lookup on the host, a host-owned KV cache, and
  * batched forward passes (prefill chunks and single-token steps).
  *
+ * Up to two compiled graphs: the step graph for passes of a few rows (one token per
+ * sequence, small batches) and the batch graph for passes of many rows (prompts, steps of
+ * large batches), when the precisions chosen for the two differ (thinker.ts precisionsFor).
+ *
  * Batches are left-padded so every row's newest token sits at the same index; padded
  * positions are masked out of attention and each row's positions count from its own first
  * real token (spec §6.2).
@@ -85,18 +89,28 @@ export class KvCache {
 }
 
 export interface DecoderLoadOptions extends DecoderGraphOptions {
-  /** Projections for prompt passes; when it differs from `linear`, a second graph is built for them. */
-  prefillLinear?: LinearOptions;
+  /**
+   * Projections and head for passes of many rows; when either differs from `linear` / `head`,
+   * a second graph (the batch graph) is built for them.
+   */
+  batchLinear?: LinearOptions;
+  batchHead?: LinearOptions;
 }
 
-/** Passes with at least this many rows (batch × positions) use the prompt graph. */
-const PREFILL_MIN_ROWS = 16;
+/**
+ * Passes with at least this many rows (batch × positions) use the batch graph. Measured
+ * on a 2048×6144 int8 weight streamed from memory (µs per product, 1 / 4 / 8 / 16 rows):
+ * MatMulNBits 742 / 985 / 1325 / 2063, W8A8 (MatMulIntegerToFloat) 635 / ~700 / 677 / ~760 —
+ * the int8 matrix units make W8A8 nearly flat in the row count. Below 4 rows the two are
+ * within this VM's run-to-run noise, and MatMulNBits is the only one with int4 weights.
+ */
+const BATCH_GRAPH_MIN_ROWS = 4;
 
 export class TextDecoder {
   private constructor(
     readonly cfg: TextDecoderConfig,
     private readonly session: ort.InferenceSession,
-    private readonly prefillSession: ort.InferenceSession | undefined,
+    private readonly batchSession: ort.InferenceSession | undefined,
     /** Embedding table, raw checkpoint dtype (bf16 stays 2 bytes a value in memory). */
     private readonly embedRaw: Uint8Array,
     private readonly embedDtype: 'BF16' | 'F16' | 'F32',
@@ -112,12 +126,14 @@ export class TextDecoder {
     if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${embName} has unsupported dtype ${info.dtype}`);
     const graph = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight };
     const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, graph), session, graph);
-    let prefill: ort.InferenceSession | undefined;
-    if (opts.prefillLinear && opts.prefillLinear.precision !== opts.linear.precision) {
-      const pgraph = { ...graph, linear: opts.prefillLinear };
-      prefill = await createSession('text_decoder_prefill', (g) => buildDecoderGraph(g, store, cfg, pgraph), session, pgraph);
+    let batch: ort.InferenceSession | undefined;
+    const batchLinear = opts.batchLinear ?? opts.linear;
+    const batchHead = opts.batchHead ?? opts.head;
+    if (batchLinear.precision !== opts.linear.precision || batchHead.precision !== opts.head.precision) {
+      const bgraph = { ...graph, linear: batchLinear, head: batchHead };
+      batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, bgraph), session, bgraph);
     }
-    return new TextDecoder(cfg, sess, prefill, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0]);
+    return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0]);
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */
@@ -167,7 +183,7 @@ export class TextDecoder {
       feeds[`past_key.${l}`] = new ort.Tensor('float32', cache.keys[l], [B, kvH, P, hd]);
       feeds[`past_value.${l}`] = new ort.Tensor('float32', cache.values[l], [B, kvH, P, hd]);
     }
-    const session = this.prefillSession && B * S >= PREFILL_MIN_ROWS ? this.prefillSession : this.session;
+    const session = this.batchSession && B * S >= BATCH_GRAPH_MIN_ROWS ? this.batchSession : this.session;
     const out = await session.run(feeds);
     const newK: Float32Array[] = [];
     const newV: Float32Array[] = [];
@@ -181,7 +197,7 @@ export class TextDecoder {
 
   async release(): Promise<void> {
     await this.session.release();
-    await this.prefillSession?.release();
+    await this.batchSession?.release();
   }
 }
 

@@ -26,31 +26,37 @@ export interface ModelLoadOptions {
 
 export interface PartPrecisions {
   encoder: WeightPrecision;
-  /** Decoder projections for generation steps (a few rows). */
+  /** Decoder projections for passes of a few rows (generation steps of small batches). */
   decoder: WeightPrecision;
-  /** Decoder projections for prompts (many rows); a second graph when it differs from `decoder`. */
-  prefill: WeightPrecision;
+  /** Output head for those passes. */
   head: WeightPrecision;
+  /**
+   * Decoder projections and head for passes of many rows (prompts, steps of large batches);
+   * a second graph when they differ from `decoder` / `head`.
+   */
+  batch: WeightPrecision;
+  batchHead: WeightPrecision;
 }
 
 /**
  * Which weights a quantisation setting applies to (README "Precision and the default").
  * - Decoding one token streams all decoder weights through one-row products: block-quantised
- *   MatMulNBits (`decoder`, `head`) is fastest there.
- * - Prompts and the audio encoder are many-row products: int8 weights with int8 per-row
- *   activations (`w8a8`, MatMulInteger on the CPU's int8 matrix units) are 2-5x faster than
- *   MatMulNBits there (int4 MatMulNBits ran 1.7B prompts at only 46 tokens/s against 152 for
- *   W8A8), so both `int8` and `int4` build a second decoder graph (`prefill`) for prompts, at
- *   the cost of a second, int8 copy of the decoder projections.
+ *   MatMulNBits (`decoder`, `head`) is fastest there, and the only choice with int4 weights.
+ * - Prompts, the audio encoder and steps of large batches are many-row products: int8
+ *   weights with int8 per-row activations (`w8a8`, MatMulInteger on the CPU's int8 matrix
+ *   units) are 2-5x faster than MatMulNBits there (int4 MatMulNBits ran 1.7B prompts at only
+ *   46 tokens/s against 152 for W8A8) and nearly flat from 1 to 16 rows, so both `int8` and
+ *   `int4` build a second decoder graph (`batch`) for them, at the cost of a second, int8
+ *   copy of the decoder weights.
  */
 export function precisionsFor(quant: Quantization): PartPrecisions {
   switch (quant) {
     case 'none':
-      return { encoder: 'fp32', decoder: 'fp32', prefill: 'fp32', head: 'fp32' };
+      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32' };
     case 'int8':
-      return { encoder: 'w8a8', decoder: 'int8', prefill: 'w8a8', head: 'int8' };
+      return { encoder: 'w8a8', decoder: 'int8', head: 'int8', batch: 'w8a8', batchHead: 'w8a8' };
     case 'int4':
-      return { encoder: 'w8a8', decoder: 'int4', prefill: 'w8a8', head: 'int4' };
+      return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8' };
   }
 }
 
@@ -89,7 +95,7 @@ export async function loadThinker(
   const t1 = Date.now();
   const dec = decoderOptions(config, precisions);
   const decoder = await TextDecoder.load(store, config.text, dec, session);
-  opts.log?.(`${dir}: text decoder ready (${dec.linear.precision}, prompts ${dec.prefillLinear?.precision ?? dec.linear.precision}, head ${dec.head.precision}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  opts.log?.(`${dir}: text decoder ready (steps ${dec.linear.precision} + head ${dec.head.precision}, batches ${dec.batchLinear?.precision ?? dec.linear.precision} + head ${dec.batchHead?.precision ?? dec.head.precision}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   return { config, tokenizer, features, encoder, decoder, precisions };
 }
 

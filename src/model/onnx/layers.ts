@@ -91,15 +91,34 @@ export function linearFromData(
  * s_r = max|x_r| / 127, x_q = round(x / s_r) + 128 as uint8 (MatMulInteger's fast u8·s8
  * kernels want unsigned activations; the 128 offset is its zero point), and per-channel
  * weight scales. Per-row (per-token) scales keep one loud token from flattening the others.
+ *
+ * Few nodes, because for a handful of rows (batched decoding) every node costs more than its
+ * arithmetic, and for a prompt every elementwise pass over the [rows, n] output costs memory
+ * traffic: one QuantizeLinear (per-axis, axis 0) quantises the input, MatMulIntegerToFloat
+ * applies the channel scales inside the product, and one Mul applies the row scales.
+ * Measured on a 2048×6144 weight against the former Div/Round/Add/Cast + Cast/Mul/Mul
+ * form: 0.64 vs 0.73 ms at 1 row, 0.68 vs 0.77 at 8, 11.2 vs 12.4 at 512.
  */
 function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
   const q = quantizePerChannelInt8(w, n, k);
-  const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 });
-  const rowScale = g.op('Max', [g.op('Div', [rowMax, g.constFloat([127])]), g.constFloat([1e-30])]);
-  const xq = g.op('Cast', [g.op('Add', [g.op('Round', [g.op('Div', [x, rowScale])]), g.constFloat([128])])], { to: DataType.UINT8 });
-  const zp = g.initializer(`${name}.a_zero_point`, Uint8Array.from([128]), [], DataType.UINT8);
-  const acc = g.op('MatMulInteger', [xq, g.initializer(`${name}.qweight_kn`, q.weights, [k, n], DataType.INT8), zp]);
-  const y = g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: DataType.FLOAT }), rowScale]), g.initializer(`${name}.channel_scales`, q.scales, [n])]);
+  const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 0 });
+  const rowScale = g.op('Max', [g.op('Div', [rowMax, g.constFloat([127])]), g.constFloat([1e-30])]); // [rows]
+  // QuantizeLinear's per-axis zero point must match the scale's shape: 128 for every row.
+  const zp128 = g.op('Expand', [g.initializer(`${name}.a_zero_points`, Uint8Array.from([128]), [1], DataType.UINT8), g.op('Shape', [rowScale])]);
+  const xq = g.op('QuantizeLinear', [x, rowScale, zp128], { axis: 0 });
+  const product = g.op(
+    'MatMulIntegerToFloat',
+    [
+      xq,
+      g.initializer(`${name}.qweight_kn`, q.weights, [k, n], DataType.INT8),
+      g.constFloat([1], []),
+      g.initializer(`${name}.channel_scales`, q.scales, [n]),
+      g.initializer(`${name}.a_zero_point`, Uint8Array.from([128]), [], DataType.UINT8),
+    ],
+    {},
+    'com.microsoft',
+  );
+  const y = g.op('Mul', [product, g.op('Unsqueeze', [rowScale, g.constInt64([1])])]);
   return bias ? g.op('Add', [y, g.initializer(`${name}.bias`, bias, [n])]) : y;
 }
 
