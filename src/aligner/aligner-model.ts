@@ -7,7 +7,7 @@
 import { logMelSpectrogram } from '../audio/features.ts';
 import { loadThinker, ThinkerModel, type ModelLoadOptions } from '../model/thinker.ts';
 import { audioTokenCount } from '../model/config.ts';
-import { argmax, leftPaddedChunk } from '../model/generate.ts';
+import { argmax, leftPaddedChunk, PREFILL_ROWS } from '../model/generate.ts';
 import { buildAlignerPrompt } from '../model/prompt.ts';
 import { embedPrompt } from '../model/text-decoder.ts';
 import { classesToItems } from './timestamps.ts';
@@ -34,8 +34,6 @@ export class AlignerError extends Error {
     this.name = 'AlignerError';
   }
 }
-
-const PREFILL_CHUNK = 512;
 
 export class ForcedAligner extends ThinkerModel {
   static async load(dir: string, opts: ModelLoadOptions): Promise<ForcedAligner> {
@@ -98,9 +96,10 @@ export class ForcedAligner extends ThinkerModel {
     const cache = this.decoder.newCache(B, pads);
     const C = this.config.classifyNum!;
     const classes: number[][] = prompts.map(() => []);
-    for (let c0 = 0; c0 < Lmax; c0 += PREFILL_CHUNK) {
+    const step = Math.max(16, Math.floor(PREFILL_ROWS / B));
+    for (let c0 = 0; c0 < Lmax; c0 += step) {
       if (opts.signal?.aborted) throw new AlignerError('aborted');
-      const S = Math.min(PREFILL_CHUNK, Lmax - c0);
+      const S = Math.min(step, Lmax - c0);
       const chunk = leftPaddedChunk(embeds, pads, c0, S, H);
       const rows: number[] = [];
       const owners: number[] = [];

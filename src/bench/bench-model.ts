@@ -9,6 +9,7 @@ import { AsrModel } from '../model/asr-model.ts';
 import { generateGreedy } from '../model/generate.ts';
 import { buildAsrPrompt } from '../model/prompt.ts';
 import { embedPrompt } from '../model/text-decoder.ts';
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_SEGMENT_SECONDS, runTranscription } from '../pipeline/run-transcription.ts';
 import type { Quantization } from '../pipeline/types.ts';
 
 const { values } = parseArgs({
@@ -58,11 +59,21 @@ await timedGeneration(1, 2); // warm-up
 const b1 = await timedGeneration(1, steps + 1);
 const b8 = await timedGeneration(8, Math.max(8, Math.floor(steps / 2)) + 1);
 
-// Whole engine on the recording, decoding exactly `tokensPerSecond` tokens per audio second.
+// Whole engine on the recording as one sequence, decoding exactly `tokensPerSecond` tokens per audio second.
 const forced = Math.round(audioSeconds * tokensPerSecond);
 t = now();
 await model.transcribe([{ samples: audio, maxNewTokens: forced }], { ignoreStopTokens: true });
 const endToEnd = now() - t;
+
+// The same recording through the pipeline with its defaults: cut at quiet points into
+// segments of at most DEFAULT_SEGMENT_SECONDS, decoded as one batch.
+t = now();
+const piped = await runTranscription(model, undefined, audio, {}, {
+  segmentSeconds: DEFAULT_SEGMENT_SECONDS,
+  maxBatchSize: DEFAULT_MAX_BATCH_SIZE,
+  forceTokensPerSecond: tokensPerSecond,
+});
+const pipelineSeconds = now() - t;
 
 const peakRssMB = process.resourceUsage().maxRSS / 1024;
 await model.release();
@@ -91,5 +102,8 @@ console.log(
     forcedTokens: forced,
     endToEndSeconds: endToEnd,
     rtf: endToEnd / audioSeconds,
+    pipelineSegments: piped.segments.length,
+    pipelineSeconds,
+    pipelineRtf: pipelineSeconds / audioSeconds,
   }),
 );

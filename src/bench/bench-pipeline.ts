@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { decodeAudio } from '../audio/decode.ts';
 import { ForcedAligner } from '../aligner/aligner-model.ts';
 import { AsrModel } from '../model/asr-model.ts';
-import { DEFAULT_SEGMENT_SECONDS, runTranscription } from '../pipeline/run-transcription.ts';
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_SEGMENT_SECONDS, runTranscription } from '../pipeline/run-transcription.ts';
 import { AUDIO_DIR } from '../testing/shared.ts';
 import type { Quantization } from '../pipeline/types.ts';
 
@@ -24,7 +24,7 @@ const { values } = parseArgs({
     quant: { type: 'string', default: 'int8' },
     minutes: { type: 'string', default: '10' },
     threads: { type: 'string', default: '0' },
-    'batch-size': { type: 'string', default: '8' },
+    'batch-size': { type: 'string', default: String(DEFAULT_MAX_BATCH_SIZE) },
     'segment-seconds': { type: 'string', default: String(DEFAULT_SEGMENT_SECONDS) },
     'skip-timestamps': { type: 'boolean' },
   },

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { resolveLanguage } from '../pipeline/languages.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
+import { DEFAULT_MAX_BATCH_SIZE } from '../pipeline/run-transcription.ts';
 import { PipelineError, type Device, type Quantization, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
 import { subtitles, verboseJson } from '../pipeline/response-formats.ts';
 import { AudioDecodeError, decodeAudio } from '../audio/decode.ts';
@@ -33,8 +34,8 @@ Transcribe options:
   --quant Q              none | int8 | int4 (default: $QUANT or int8)
   --device D             cpu | cuda | cuda:N (default: $DEVICE or cpu)
   --threads N            ONNX Runtime threads (default: $THREADS or one per core)
-  --batch-size N         segments decoded together (default: $MAX_INFERENCE_BATCH_SIZE or 8)
-  --segment-seconds N    longest segment (default: $SEGMENT_SECONDS or 60; 180 at most with --timestamps)
+  --batch-size N         segments decoded together (default: $MAX_INFERENCE_BATCH_SIZE or 16)
+  --segment-seconds N    longest segment (default: $SEGMENT_SECONDS or 20; 180 at most with --timestamps)
   --timestamps           word timestamps with the forced aligner
   --aligner A            forced-aligner folder or repo id (default: $FORCED_ALIGNER or ${DEFAULT_ALIGNER})
   --format F             text | json | verbose_json | srt | vtt (default: text)
@@ -197,7 +198,7 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
       device: parseDevice(values.device),
       quant: parseQuant(values.quant),
       threads: positiveInt('threads', values.threads ?? process.env.THREADS) ?? 0,
-      maxBatchSize: positiveInt('batch-size', values['batch-size'] ?? process.env.MAX_INFERENCE_BATCH_SIZE) ?? 8,
+      maxBatchSize: positiveInt('batch-size', values['batch-size'] ?? process.env.MAX_INFERENCE_BATCH_SIZE) ?? DEFAULT_MAX_BATCH_SIZE,
       maxQueue: 1,
       hfHome: values['hf-home'] ?? process.env.HF_HOME,
       hfEndpoint: process.env.HF_ENDPOINT,

@@ -23,7 +23,7 @@ export interface GenerationOutput {
 
 export interface GenerationOptions {
   stopIds: ReadonlySet<number>;
-  /** Prompt positions per prefill pass: bounds attention scores to chunk × context. */
+  /** Prompt positions per prefill pass (default: PREFILL_ROWS / batch, at least 16). */
   prefillChunk?: number;
   keepFirstLogits?: boolean;
   keepStepLogits?: boolean;
@@ -60,6 +60,13 @@ export function leftPaddedChunk(prompts: Float32Array[], pads: number[], c0: num
   return out;
 }
 
+/**
+ * Rows (batch × positions) per prefill pass. Bounds the activations and attention scores a
+ * pass holds, and keeps them small enough to stay in cache: 16 prompts of 275 positions ran
+ * at 157 tokens/s in one 4400-row pass and at 180–204 in passes of 512–1024 rows.
+ */
+export const PREFILL_ROWS = 512;
+
 export class AbortError extends Error {
   constructor() {
     super('aborted');
@@ -74,7 +81,7 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
   const Lmax = Math.max(...inputs.map((x) => x.length));
   const pads = inputs.map((x) => Lmax - x.length);
   const cache: KvCache = decoder.newCache(B, pads);
-  const chunk = Math.max(1, opts.prefillChunk ?? 512);
+  const chunk = Math.max(1, opts.prefillChunk ?? Math.max(16, Math.floor(PREFILL_ROWS / B)));
   const check = () => {
     if (opts.signal?.aborted) throw new AbortError();
   };

@@ -17,8 +17,8 @@
  * | DTYPE | bfloat16 | bfloat16, float16 or float32; accepted for compatibility only: the ONNX engine computes in float32 from the checkpoint's bf16 weights whatever the value. Use QUANT for smaller, faster weights |
  * | QUANT | int8 | none (fp32), int8 or int4 weights (README "Precision and the default" gives the measurements behind int8) |
  * | THREADS | 0 | ONNX Runtime intra-op threads (0 = let ONNX Runtime choose) |
- * | MAX_INFERENCE_BATCH_SIZE | 8 | segments decoded together; -1 = no limit (as in the original). Each sequence's fp32 KV cache takes ~0.23 MB per token (≈230 MB for a 60 s segment), which bounds useful batches on CPU |
- * | SEGMENT_SECONDS | 60 | longest piece long audio is cut into, at quiet points (10–1200; 180 at most with timestamps) |
+ * | MAX_INFERENCE_BATCH_SIZE | 16 | segments decoded together; -1 = no limit (as in the original). Each sequence's fp32 KV cache takes ~0.11 MB per token for the 1.7B model (≈30 MB for a 20 s segment) |
+ * | SEGMENT_SECONDS | 20 | longest piece audio is cut into, at quiet points (10–1200; 180 at most with timestamps) |
  * | MAX_NEW_TOKENS | (unset) | cap on generated tokens per segment. The original's 256 per 20-minute chunk silently truncated long files; our segments are short and the budget grows with their duration, so unset means "no fixed cap" |
  * | FORCED_ALIGNER | (empty) | Qwen3-ForcedAligner repo id or folder; empty = word timestamps off |
  * | HF_HOME, HF_ENDPOINT, HF_TOKEN | (unset) | Hugging Face cache folder, mirror, token |
@@ -33,7 +33,7 @@
  */
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
-import { DEFAULT_SEGMENT_SECONDS } from '../pipeline/run-transcription.ts';
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_SEGMENT_SECONDS } from '../pipeline/run-transcription.ts';
 import type { Device, Quantization, TranscriberConfig } from '../pipeline/types.ts';
 
 export type Dtype = 'bfloat16' | 'float16' | 'float32';
@@ -139,11 +139,10 @@ function device(env: Env): Device {
 export const DEFAULT_MODEL_NAME = 'Qwen/Qwen3-ASR-1.7B';
 export const DEFAULT_MAX_UPLOAD_MB = 500;
 export const DEFAULT_MAX_QUEUE = 32;
-export const DEFAULT_MAX_BATCH = 8;
 
 /** Reads and checks the whole configuration; throws EnvConfigError on the first invalid variable. */
 export function parseEnvConfig(env: Env = process.env): ServerConfig {
-  const maxBatch = integer(env, 'MAX_INFERENCE_BATCH_SIZE', DEFAULT_MAX_BATCH, -1);
+  const maxBatch = integer(env, 'MAX_INFERENCE_BATCH_SIZE', DEFAULT_MAX_BATCH_SIZE, -1);
   if (maxBatch === 0) throw new EnvConfigError('MAX_INFERENCE_BATCH_SIZE', 'must be a positive integer or -1 (no limit); got 0');
   const maxNewTokensRaw = read(env, 'MAX_NEW_TOKENS');
   const uploadMb = positiveNumber(env, 'MAX_UPLOAD_MB', DEFAULT_MAX_UPLOAD_MB);
