@@ -41,6 +41,7 @@ export class ForcedAligner extends ThinkerModel {
       // One forward pass over the whole prompt: only the many-row precisions are used.
       linear: { precision: p.batch },
       head: { precision: p.batchHead },
+      kvCache: p.kvCache,
       headRows: config.classifyNum!,
       headWeight: 'thinker.lm_head.weight',
     }));

@@ -67,7 +67,16 @@ const settings = {
 };
 let t = now();
 let r = await runTranscription(asr, undefined, audio, {}, settings);
-result.pipeline = { audioSeconds: seconds, segments: r.segments.length, segmentSeconds: settings.segmentSeconds, batch: settings.maxBatchSize, seconds: now() - t, rtf: (now() - t) / seconds };
+result.pipeline = {
+  audioSeconds: seconds,
+  segments: r.segments.length,
+  // Forced decoding: every segment must come back with its 4 tokens per second of text.
+  segmentsWithoutText: r.segments.filter((s) => s.tokenIds.length === 0 || s.raw.length === 0).length,
+  segmentSeconds: settings.segmentSeconds,
+  batch: settings.maxBatchSize,
+  seconds: now() - t,
+  rtf: (now() - t) / seconds,
+};
 console.error(JSON.stringify(result.pipeline));
 
 if (aligner && !values['skip-timestamps']) {

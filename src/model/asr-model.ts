@@ -83,6 +83,7 @@ export class AsrModel extends ThinkerModel {
       head: { precision: p.head },
       batchLinear: { precision: p.batch },
       batchHead: { precision: p.batchHead },
+      kvCache: p.kvCache,
       headRows: config.text.vocabSize,
       // Tied checkpoints use the embedding as the output matrix even when they also store a head (spec §3.2).
       headWeight: config.text.tieWordEmbeddings ? 'thinker.model.embed_tokens.weight' : 'thinker.lm_head.weight',

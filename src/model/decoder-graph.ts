@@ -5,7 +5,9 @@
  * Inputs: inputs_embeds [B, S, H] (the host looks up embeddings and inserts the audio rows),
  * position_ids [B, S], past_mask [B, 1, 1, S, P] and new_mask [B, 1, 1, S, S] (additive:
  * 0 or a large negative), logit_rows [R] (rows of the flattened [B·S] sequence whose logits
- * are wanted), and past_key.i / past_value.i [B, kvH, P, hd] per layer.
+ * are wanted), and past_key.i / past_value.i [B, kvH, P, hd] per layer — or, with an int8
+ * cache, past_key.i int8 [B, kvH, hd, P], past_value.i int8 [B, kvH, P, hd] and their
+ * per-position scales past_key_scale.i / past_value_scale.i [B, kvH, 1, P].
  * Outputs: logits [R, V] and new_key.i / new_value.i [B, kvH, S, hd].
  *
  * Why attention is split into a "past" and a "new" part instead of concatenating the KV
@@ -30,6 +32,8 @@ export interface DecoderGraphOptions {
   headRows: number;
   /** Name of the head weight: the embedding when tied, else thinker.lm_head.weight. */
   headWeight: string;
+  /** How the host stores the past (text-decoder.ts KvCacheFormat); default fp32. */
+  kvCache?: 'fp32' | 'int8';
 }
 
 export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg: TextDecoderConfig, opts: DecoderGraphOptions): void {
@@ -46,11 +50,21 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const pastMask = g.input('past_mask', DataType.FLOAT, ['batch', 1, 1, 'seq', 'past']);
   const newMask = g.input('new_mask', DataType.FLOAT, ['batch', 1, 1, 'seq', 'seq']);
   const logitRows = g.input('logit_rows', DataType.INT64, ['rows']);
+  const int8Cache = opts.kvCache === 'int8';
   const pastK: string[] = [];
   const pastV: string[] = [];
+  const pastKScale: string[] = [];
+  const pastVScale: string[] = [];
   for (let l = 0; l < L; l++) {
-    pastK.push(g.input(`past_key.${l}`, DataType.FLOAT, ['batch', kvH, 'past', hd]));
-    pastV.push(g.input(`past_value.${l}`, DataType.FLOAT, ['batch', kvH, 'past', hd]));
+    if (int8Cache) {
+      pastK.push(g.input(`past_key.${l}`, DataType.INT8, ['batch', kvH, hd, 'past']));
+      pastV.push(g.input(`past_value.${l}`, DataType.INT8, ['batch', kvH, 'past', hd]));
+      pastKScale.push(g.input(`past_key_scale.${l}`, DataType.FLOAT, ['batch', kvH, 1, 'past']));
+      pastVScale.push(g.input(`past_value_scale.${l}`, DataType.FLOAT, ['batch', kvH, 1, 'past']));
+    } else {
+      pastK.push(g.input(`past_key.${l}`, DataType.FLOAT, ['batch', kvH, 'past', hd]));
+      pastV.push(g.input(`past_value.${l}`, DataType.FLOAT, ['batch', kvH, 'past', hd]));
+    }
   }
 
   const { cos, sin } = rotaryTables(cfg);
@@ -60,7 +74,7 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   // Dynamic sizes as 1-D int64 tensors, for building shapes.
   const bT = g.op('Shape', [embeds], { start: 0, end: 1 });
   const sT = g.op('Shape', [embeds], { start: 1, end: 2 });
-  const pT = g.op('Shape', [pastK[0]], { start: 2, end: 3 });
+  const pT = g.op('Shape', [pastV[0]], { start: 2, end: 3 });
   const c = (v: number) => g.constInt64([v]);
   const shape = (...parts: string[]) => g.op('Concat', parts, { axis: 0 });
   const reshapeTo = (x: string, s: string) => g.op('Reshape', [x, s], { allowzero: 1 });
@@ -111,12 +125,16 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     g.node('Identity', [v], {}, { outputs: [`new_value.${l}`] });
 
     // Query head j uses kv head floor(j / grp): grouping q as [B, kvH, grp·S, hd] lines them up.
-    const sPast = g.op('Add', [reshapeTo(g.op('FusedMatMul', [q, pastK[l]], { transB: 1, alpha: scale }, 'com.microsoft'), shapeScoresPast), pastMask]);
+    const pastScores = int8Cache
+      ? int8PastScores(g, q, pastK[l], pastKScale[l], scale.float)
+      : g.op('FusedMatMul', [q, pastK[l]], { transB: 1, alpha: scale }, 'com.microsoft');
+    const sPast = g.op('Add', [reshapeTo(pastScores, shapeScoresPast), pastMask]);
     const sNew = g.op('Add', [reshapeTo(g.op('FusedMatMul', [q, k], { transB: 1, alpha: scale }, 'com.microsoft'), shapeScoresNew), newMask]);
     const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
     const pPast = reshapeTo(g.op('Slice', [probs, zero, pT, lastAxis]), shapeProbsPast);
     const pNew = reshapeTo(g.op('Slice', [probs, pT, big, lastAxis]), shapeProbsNew);
-    const ctx = g.op('Add', [g.op('MatMul', [pPast, pastV[l]]), g.op('MatMul', [pNew, v])]);
+    const pastCtx = int8Cache ? int8PastContext(g, pPast, pastV[l], pastVScale[l]) : g.op('MatMul', [pPast, pastV[l]]);
+    const ctx = g.op('Add', [pastCtx, g.op('MatMul', [pNew, v])]);
     const ctx2d = g.op('Reshape', [transpose(g, reshapeTo(ctx, shapeCtx), [0, 2, 1, 3]), g.constInt64([-1, nH * hd])]);
     x = g.op('Add', [x, linear(g, store, ctx2d, `${p}.self_attn.o_proj`, H, nH * hd, false, opts.linear)]);
 
@@ -145,6 +163,31 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     g.output(`new_key.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', hd]);
     g.output(`new_value.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', hd]);
   }
+}
+
+/**
+ * Scores of queries q [B, kvH, g·S, hd] against an int8 key cache [B, kvH, hd, P] with
+ * per-position scales [B, kvH, 1, P]: q is quantised per row (symmetric, +128 as uint8 for
+ * the u8·s8 integer kernels), multiplied in integers, then scaled back. Returns [B, kvH, g·S, P].
+ */
+function int8PastScores(g: GraphBuilder, q: string, keys: string, keyScales: string, alpha: number): string {
+  const rowScale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [g.op('Abs', [q]), g.constInt64([-1])], { keepdims: 1 }), g.constFloat([127])]), g.constFloat([1e-30])]);
+  const qU8 = g.op('Cast', [g.op('Add', [g.op('Round', [g.op('Div', [q, rowScale])]), g.constFloat([128])])], { to: DataType.UINT8 });
+  const acc = g.op('MatMulInteger', [qU8, keys, g.constUint8(128)]);
+  return g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: DataType.FLOAT }), g.op('Mul', [rowScale, g.constFloat([alpha])])]), keyScales]);
+}
+
+/**
+ * Attention probabilities p [B, kvH, g·S, P] times an int8 value cache [B, kvH, P, hd] with
+ * per-position scales: the scales fold into p (p_j · s_j), which is then quantised per row to
+ * uint8 (non-negative, zero point 0) for the integer product. Returns [B, kvH, g·S, hd].
+ */
+function int8PastContext(g: GraphBuilder, probs: string, values: string, valueScales: string): string {
+  const weighted = g.op('Mul', [probs, valueScales]);
+  const rowScale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [weighted, g.constInt64([-1])], { keepdims: 1 }), g.constFloat([255])]), g.constFloat([1e-30])]);
+  const pU8 = g.op('Cast', [g.op('Round', [g.op('Div', [weighted, rowScale])])], { to: DataType.UINT8 });
+  const acc = g.op('MatMulInteger', [pU8, values]);
+  return g.op('Mul', [g.op('Cast', [acc], { to: DataType.FLOAT }), rowScale]);
 }
 
 /**

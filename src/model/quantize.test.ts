@@ -5,9 +5,10 @@
  * Bounds measured on this machine (tiny-a, all 18 cases, worst relative L2 error of the
  * logits against fp32):
  *   batch graph (prompts and batched steps; W8A8 projections and head, both settings):
- *     0.032 (prompt) / 0.031 (batched step)
- *   step graph (one row; MatMulNBits projections and head): int8 0.031, int4 0.203
- * The bounds leave ~25-30% headroom over those measurements. (The tiny model's random
+ *     0.032 (prompt) / 0.034 (batched step)
+ *   step graph (one row; MatMulNBits projections and head): int8 0.034, int4 0.204
+ * Both settings keep the KV cache in int8 (0.031 → 0.034 for the steps that read it).
+ * The bounds leave ~30% headroom over those measurements. (The tiny model's random
  * Gaussian weights are a hard case for 4 bits: a single random 256×256 matrix already loses 8%
  * to round-to-nearest int4 with blocks of 32.)
  */
@@ -150,7 +151,7 @@ test('tiny-a logits: int8 and int4 error against fp32 stays within the measured 
   };
   const ref = await run('none');
   // [batch graph (W8A8 + W8A8 head), step graph (MatMulNBits + quantised head)]
-  const bounds = { int8: [0.04, 0.04], int4: [0.04, 0.26] };
+  const bounds = { int8: [0.045, 0.045], int4: [0.045, 0.26] };
   for (const quant of ['int8', 'int4'] as const) {
     const out = await run(quant);
     const measurements = [

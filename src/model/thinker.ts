@@ -9,7 +9,7 @@ import { loadModelConfig, type ModelConfig } from './config.ts';
 import { type WeightPrecision } from './onnx/layers.ts';
 import { type SessionOptions } from './onnx/session.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { TextDecoder, type DecoderLoadOptions } from './text-decoder.ts';
+import { TextDecoder, type DecoderLoadOptions, type KvCacheFormat } from './text-decoder.ts';
 import { QwenTokenizer } from './tokenizer.ts';
 import type { Device, Quantization } from '../pipeline/types.ts';
 
@@ -36,6 +36,8 @@ export interface PartPrecisions {
    */
   batch: WeightPrecision;
   batchHead: WeightPrecision;
+  /** How past keys and values are stored between passes (text-decoder.ts KvCacheFormat). */
+  kvCache: KvCacheFormat;
 }
 
 /**
@@ -48,15 +50,17 @@ export interface PartPrecisions {
  *   46 tokens/s against 152 for W8A8) and nearly flat from 1 to 16 rows, so both `int8` and
  *   `int4` build a second decoder graph (`batch`) for them, at the cost of a second, int8
  *   copy of the decoder weights.
+ * - Attention reads the whole KV cache on every step (with batches, more bytes than the
+ *   weights): the quantised settings keep it in int8 with a scale per position and head.
  */
 export function precisionsFor(quant: Quantization): PartPrecisions {
   switch (quant) {
     case 'none':
-      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32' };
+      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32', kvCache: 'fp32' };
     case 'int8':
-      return { encoder: 'w8a8', decoder: 'int8', head: 'int8', batch: 'w8a8', batchHead: 'w8a8' };
+      return { encoder: 'w8a8', decoder: 'int8', head: 'int8', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8' };
     case 'int4':
-      return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8' };
+      return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8' };
   }
 }
 
@@ -95,7 +99,7 @@ export async function loadThinker(
   const t1 = Date.now();
   const dec = decoderOptions(config, precisions);
   const decoder = await TextDecoder.load(store, config.text, dec, session);
-  opts.log?.(`${dir}: text decoder ready (steps ${dec.linear.precision} + head ${dec.head.precision}, batches ${dec.batchLinear?.precision ?? dec.linear.precision} + head ${dec.batchHead?.precision ?? dec.head.precision}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  opts.log?.(`${dir}: text decoder ready (steps ${dec.linear.precision} + head ${dec.head.precision}, batches ${dec.batchLinear?.precision ?? dec.linear.precision} + head ${dec.batchHead?.precision ?? dec.head.precision}, ${dec.kvCache ?? 'fp32'} KV cache) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   return { config, tokenizer, features, encoder, decoder, precisions };
 }
 

@@ -157,6 +157,16 @@ export class GraphBuilder {
     return name;
   }
 
+  /** A scalar uint8 constant (zero points). */
+  constUint8(value: number): string {
+    const key = `u8:${value}`;
+    const hit = this.constCache.get(key);
+    if (hit) return hit;
+    const name = this.initializer(this.fresh('const_u8'), Uint8Array.from([value]), [], DataType.UINT8);
+    this.constCache.set(key, name);
+    return name;
+  }
+
   constFloat(values: number[], dims: number[] = [values.length]): string {
     const key = `f32:${dims.join('x')}:${values.join(',')}`;
     const hit = this.constCache.get(key);

@@ -1,0 +1,93 @@
+/**
+ * The host-owned KV cache: appends land where the graph reads them, growth and row removal
+ * keep every stored position, and the int8 format reads back within half a quantisation step.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KvCache, type KvCacheFormat } from './text-decoder.ts';
+
+const LAYERS = 2;
+const KVH = 2;
+const HD = 8;
+
+function randomRows(B: number, S: number, seed: number): Float32Array[] {
+  let s = seed;
+  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 4;
+  return Array.from({ length: LAYERS }, () => Float32Array.from({ length: B * KVH * S * HD }, next));
+}
+
+for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
+  test(`${format} KV cache: appends, growth past its step and dropped rows keep every position`, () => {
+    const B = 3;
+    const cache = new KvCache(LAYERS, B, KVH, HD, [0, 1, 2], format);
+    // Expected [layer][b][h][pos] -> {key, value}, written as the graph would output them.
+    const written: { key: Float32Array; value: Float32Array }[][][][] = Array.from({ length: LAYERS }, () =>
+      Array.from({ length: B }, () => Array.from({ length: KVH }, () => [])),
+    );
+    const appendChunk = (S: number, seed: number) => {
+      const keys = randomRows(B, S, seed);
+      const values = randomRows(B, S, seed + 1);
+      if (seed === 5) keys[0].fill(0, 0, S * HD); // an all-zero vector must read back as zeros
+      for (let l = 0; l < LAYERS; l++)
+        for (let b = 0; b < B; b++)
+          for (let h = 0; h < KVH; h++)
+            for (let i = 0; i < S; i++) {
+              const at = ((b * KVH + h) * S + i) * HD;
+              written[l][b][h].push({ key: keys[l].slice(at, at + HD), value: values[l].slice(at, at + HD) });
+            }
+      cache.append(keys, values, S);
+    };
+    appendChunk(5, 5);
+    for (let i = 0; i < 70; i++) appendChunk(1, 100 + i); // crosses the 64-position growth step
+    assert.equal(cache.len, 75);
+    assert.ok(cache.cap >= 75 && cache.cap % 64 === 0);
+
+    const check = (rows: number[]) => {
+      rows.forEach((orig, b) => {
+        for (let l = 0; l < LAYERS; l++)
+          for (let h = 0; h < KVH; h++)
+            for (let pos = 0; pos < cache.len; pos++) {
+              const got = cache.read(l, b, h, pos);
+              const want = written[l][orig][h][pos];
+              for (const kind of ['key', 'value'] as const) {
+                const max = Math.max(...want[kind].map(Math.abs));
+                const tol = format === 'fp32' ? 0 : max / 254 + 1e-6;
+                for (let d = 0; d < HD; d++) {
+                  assert.ok(Math.abs(got[kind][d] - want[kind][d]) <= tol, `${kind} l${l} b${orig} h${h} pos ${pos} d${d}: ${got[kind][d]} vs ${want[kind][d]}`);
+                }
+              }
+            }
+      });
+    };
+    check([0, 1, 2]);
+    cache.keepRows([0, 2]);
+    assert.equal(cache.batch, 2);
+    assert.deepEqual(cache.padStart, [0, 2]);
+    check([0, 2]);
+    // Appending continues with the smaller batch.
+    const k = randomRows(2, 1, 77);
+    const v = randomRows(2, 1, 78);
+    cache.append(k, v, 1);
+    for (let b = 0; b < 2; b++)
+      for (let h = 0; h < KVH; h++) {
+        const got = cache.read(1, b, h, 75);
+        const at = (b * KVH + h) * HD;
+        for (let d = 0; d < HD; d++) assert.ok(Math.abs(got.value[d] - v[1][at + d]) <= (format === 'fp32' ? 0 : 2 / 254 + 1e-6));
+      }
+  });
+}
+
+test('int8 KV cache: graph inputs have the layouts the decoder graph declares', () => {
+  const cache = new KvCache(1, 2, KVH, HD, [0, 0], 'int8');
+  cache.append(randomRows(2, 3, 9), randomRows(2, 3, 10), 3);
+  const feeds: Record<string, { dims: readonly number[]; type: string }> = {};
+  cache.feeds(0, feeds as never);
+  const P = cache.cap;
+  assert.deepEqual(feeds['past_key.0'].dims, [2, KVH, HD, P]);
+  assert.equal(feeds['past_key.0'].type, 'int8');
+  assert.deepEqual(feeds['past_value.0'].dims, [2, KVH, P, HD]);
+  assert.deepEqual(feeds['past_key_scale.0'].dims, [2, KVH, 1, P]);
+  assert.deepEqual(feeds['past_value_scale.0'].dims, [2, KVH, 1, P]);
+  // Unfilled slack reads as zeros (masked in the graph, and zero scale keeps it harmless).
+  assert.ok(cache.read(0, 1, 1, P - 1).key.every((v) => v === 0));
+});
