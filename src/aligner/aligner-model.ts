@@ -7,7 +7,7 @@
 import { logMelSpectrogram } from '../audio/features.ts';
 import { loadThinker, ThinkerModel, type ModelLoadOptions } from '../model/thinker.ts';
 import { audioTokenCount } from '../model/config.ts';
-import { argmax, leftPaddedChunk, PREFILL_ROWS } from '../model/generate.ts';
+import { argmax, leftPaddedChunk, prefillPositions } from '../model/generate.ts';
 import { buildAlignerPrompt } from '../model/prompt.ts';
 import { embedPrompt } from '../model/text-decoder.ts';
 import { classesToItems } from './timestamps.ts';
@@ -97,7 +97,7 @@ export class ForcedAligner extends ThinkerModel {
     const cache = this.decoder.newCache(B, pads);
     const C = this.config.classifyNum!;
     const classes: number[][] = prompts.map(() => []);
-    const step = Math.max(16, Math.floor(PREFILL_ROWS / B));
+    const step = prefillPositions(B);
     for (let c0 = 0; c0 < Lmax; c0 += step) {
       if (opts.signal?.aborted) throw new AlignerError('aborted');
       const S = Math.min(step, Lmax - c0);

@@ -23,7 +23,7 @@ export interface GenerationOutput {
 
 export interface GenerationOptions {
   stopIds: ReadonlySet<number>;
-  /** Prompt positions per prefill pass (default: PREFILL_ROWS / batch, at least 16). */
+  /** Prompt positions per prefill pass (default: prefillPositions(batch)). */
   prefillChunk?: number;
   keepFirstLogits?: boolean;
   keepStepLogits?: boolean;
@@ -62,10 +62,16 @@ export function leftPaddedChunk(prompts: Float32Array[], pads: number[], c0: num
 
 /**
  * Rows (batch × positions) per prefill pass. Bounds the activations and attention scores a
- * pass holds, and keeps them small enough to stay in cache: 16 prompts of 275 positions ran
- * at 157 tokens/s in one 4400-row pass and at 180–204 in passes of 512–1024 rows.
+ * pass holds: 16 prompts of 275 positions ran at 157 tokens/s in one 4400-row pass and at
+ * 180–204 in passes of 512–1024 rows (297 vs 303–314 after the W8A8 products lost their
+ * separate elementwise passes), and memory stays bounded whatever the batch.
  */
 export const PREFILL_ROWS = 512;
+
+/** Prompt positions per prefill pass for a batch of `batch` sequences. */
+export function prefillPositions(batch: number): number {
+  return Math.max(16, Math.floor(PREFILL_ROWS / Math.max(1, batch)));
+}
 
 export class AbortError extends Error {
   constructor() {
@@ -81,7 +87,7 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
   const Lmax = Math.max(...inputs.map((x) => x.length));
   const pads = inputs.map((x) => Lmax - x.length);
   const cache: KvCache = decoder.newCache(B, pads);
-  const chunk = Math.max(1, opts.prefillChunk ?? Math.max(16, Math.floor(PREFILL_ROWS / B)));
+  const chunk = Math.max(1, opts.prefillChunk ?? prefillPositions(B));
   const check = () => {
     if (opts.signal?.aborted) throw new AbortError();
   };
