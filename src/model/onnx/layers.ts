@@ -92,10 +92,12 @@ export function linearFromData(
  * kernels want unsigned activations; the 128 offset is its zero point), and per-channel
  * weight scales. Per-row (per-token) scales keep one loud token from flattening the others.
  *
- * Few nodes, because for a handful of rows (batched decoding) every node costs more than its
- * arithmetic, and for a prompt every elementwise pass over the [rows, n] output costs memory
- * traffic: one QuantizeLinear (per-axis, axis 0) quantises the input, MatMulIntegerToFloat
- * applies the channel scales inside the product, and one Mul applies the row scales.
+ * Few passes over full-size tensors, because for a prompt every elementwise pass over the
+ * [rows, k] input or [rows, n] output costs memory traffic (and for a handful of rows every
+ * node costs more than its arithmetic): one QuantizeLinear (per-axis, axis 0) quantises the
+ * input, MatMulIntegerToFloat applies the channel scales inside the product, and one Mul
+ * applies the row scales — 10 nodes where the first form had 12, 2 full-size passes where it
+ * had 7.
  * Measured on a 2048×6144 weight against the former Div/Round/Add/Cast + Cast/Mul/Mul
  * form: 0.64 vs 0.73 ms at 1 row, 0.68 vs 0.77 at 8, 11.2 vs 12.4 at 512.
  */
@@ -104,8 +106,9 @@ function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n
   const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 0 });
   const rowScale = g.op('Max', [g.op('Div', [rowMax, g.constFloat([127])]), g.constFloat([1e-30])]); // [rows]
   // QuantizeLinear's per-axis zero point must match the scale's shape: 128 for every row.
-  const zp128 = g.op('Expand', [g.initializer(`${name}.a_zero_points`, Uint8Array.from([128]), [1], DataType.UINT8), g.op('Shape', [rowScale])]);
-  const xq = g.op('QuantizeLinear', [x, rowScale, zp128], { axis: 0 });
+  const zp = g.constUint8(128);
+  const zpPerRow = g.op('Expand', [zp, g.op('Shape', [rowScale])]);
+  const xq = g.op('QuantizeLinear', [x, rowScale, zpPerRow], { axis: 0 });
   const product = g.op(
     'MatMulIntegerToFloat',
     [
@@ -113,7 +116,7 @@ function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n
       g.initializer(`${name}.qweight_kn`, q.weights, [k, n], DataType.INT8),
       g.constFloat([1], []),
       g.initializer(`${name}.channel_scales`, q.scales, [n]),
-      g.initializer(`${name}.a_zero_point`, Uint8Array.from([128]), [], DataType.UINT8),
+      zp,
     ],
     {},
     'com.microsoft',
