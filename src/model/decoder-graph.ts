@@ -8,7 +8,12 @@
  * are wanted), and past_key.i / past_value.i [B, kvH, P, hd] per layer — or, with an int8
  * cache, past_key.i int8 [B, kvH, hd, P], past_value.i int8 [B, kvH, P, hd] and their
  * per-position scales past_key_scale.i / past_value_scale.i [B, kvH, 1, P].
- * Outputs: logits [R, V] and new_key.i / new_value.i [B, kvH, S, hd].
+ * Outputs: logits [R, V] and new_key.i / new_value.i [B, kvH, S, hd] — or, with an int8
+ * cache, the new rows already quantised in the cache's layouts: new_key.i int8 [B, kvH, hd, S],
+ * new_value.i int8 [B, kvH, S, hd] and their scales new_key_scale.i / new_value_scale.i
+ * [B, kvH, S, 1] (quantising 29 M values of a 512-row 0.6B prompt pass on the host took
+ * ~0.5 s; in the graph it is a few elementwise passes, and the outputs copied back are a
+ * quarter of the bytes).
  *
  * Why attention is split into a "past" and a "new" part instead of concatenating the KV
  * cache: onnxruntime-node copies every output into a fresh buffer, so a graph that returns
@@ -90,6 +95,8 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const big = c(2 ** 62);
   const lastAxis = c(-1);
   const scale = { float: 1 / Math.sqrt(hd) };
+  // Per-position scales [B, kvH, S, 1] of new rows as the [B, kvH, 1, S] the products take.
+  const asColumns = (scales: string) => g.op('Transpose', [scales], { perm: [0, 1, 3, 2] });
 
   let x = g.op('Reshape', [embeds, g.constInt64([-1, H])]);
   for (let l = 0; l < L; l++) {
@@ -121,20 +128,40 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const q = reshapeTo(normRope(qProj, 'q_norm', nH), shapeGroupedQ);
     const k = normRope(kProj, 'k_norm', kvH);
     const v = transpose(g, reshapeTo(vProj, shapeBSHd(kvH)), [0, 2, 1, 3]);
-    g.node('Identity', [k], {}, { outputs: [`new_key.${l}`] });
-    g.node('Identity', [v], {}, { outputs: [`new_value.${l}`] });
+    // With an int8 cache the graph hands the cache its new rows already quantised, in the
+    // cache's layouts, and attends to them in that form too (like to the past).
+    const qk = int8Cache ? quantizeRows(g, k, 127, g.constInt8(0)) : undefined;
+    const qv = int8Cache ? quantizeRows(g, v, 127, g.constInt8(0)) : undefined;
+    if (qk && qv) {
+      g.node('Transpose', [qk.q], { perm: [0, 1, 3, 2] }, { outputs: [`new_key.${l}`] });
+      g.node('Identity', [qk.scale], {}, { outputs: [`new_key_scale.${l}`] });
+      g.node('Identity', [qv.q], {}, { outputs: [`new_value.${l}`] });
+      g.node('Identity', [qv.scale], {}, { outputs: [`new_value_scale.${l}`] });
+    } else {
+      g.node('Identity', [k], {}, { outputs: [`new_key.${l}`] });
+      g.node('Identity', [v], {}, { outputs: [`new_value.${l}`] });
+    }
 
     // Query head j uses kv head floor(j / grp): grouping q as [B, kvH, grp·S, hd] lines them up.
-    const pastScores = int8Cache
-      ? int8PastScores(g, q, pastK[l], pastKScale[l], scale.float)
-      : g.op('FusedMatMul', [q, pastK[l]], { transB: 1, alpha: scale }, 'com.microsoft');
-    const sPast = g.op('Add', [reshapeTo(pastScores, shapeScoresPast), pastMask]);
-    const sNew = g.op('Add', [reshapeTo(g.op('FusedMatMul', [q, k], { transB: 1, alpha: scale }, 'com.microsoft'), shapeScoresNew), newMask]);
+    let sPastRaw: string;
+    let sNewRaw: string;
+    if (qk) {
+      const qq = quantizeRows(g, q, 127, g.constUint8(128));
+      sPastRaw = int8Scores(g, qq, pastK[l], pastKScale[l], scale.float);
+      sNewRaw = int8Scores(g, qq, `new_key.${l}`, asColumns(qk.scale), scale.float);
+    } else {
+      sPastRaw = g.op('FusedMatMul', [q, pastK[l]], { transB: 1, alpha: scale }, 'com.microsoft');
+      sNewRaw = g.op('FusedMatMul', [q, k], { transB: 1, alpha: scale }, 'com.microsoft');
+    }
+    const sPast = g.op('Add', [reshapeTo(sPastRaw, shapeScoresPast), pastMask]);
+    const sNew = g.op('Add', [reshapeTo(sNewRaw, shapeScoresNew), newMask]);
     const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
     const pPast = reshapeTo(g.op('Slice', [probs, zero, pT, lastAxis]), shapeProbsPast);
     const pNew = reshapeTo(g.op('Slice', [probs, pT, big, lastAxis]), shapeProbsNew);
-    const pastCtx = int8Cache ? int8PastContext(g, pPast, pastV[l], pastVScale[l]) : g.op('MatMul', [pPast, pastV[l]]);
-    const ctx = g.op('Add', [pastCtx, g.op('MatMul', [pNew, v])]);
+    const ctx =
+      qk && qv
+        ? g.op('Add', [int8Context(g, pPast, pastV[l], pastVScale[l]), int8Context(g, pNew, qv.q, asColumns(qv.scale))])
+        : g.op('Add', [g.op('MatMul', [pPast, pastV[l]]), g.op('MatMul', [pNew, v])]);
     const ctx2d = g.op('Reshape', [transpose(g, reshapeTo(ctx, shapeCtx), [0, 2, 1, 3]), g.constInt64([-1, nH * hd])]);
     x = g.op('Add', [x, linear(g, store, ctx2d, `${p}.self_attn.o_proj`, H, nH * hd, false, opts.linear)]);
 
@@ -160,34 +187,55 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   g.node('Identity', [logits], {}, { outputs: ['logits'] });
   g.output('logits', DataType.FLOAT, ['rows', opts.headRows]);
   for (let l = 0; l < L; l++) {
-    g.output(`new_key.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', hd]);
-    g.output(`new_value.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', hd]);
+    if (int8Cache) {
+      g.output(`new_key.${l}`, DataType.INT8, ['batch', kvH, hd, 'seq']);
+      g.output(`new_key_scale.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', 1]);
+      g.output(`new_value.${l}`, DataType.INT8, ['batch', kvH, 'seq', hd]);
+      g.output(`new_value_scale.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', 1]);
+    } else {
+      g.output(`new_key.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', hd]);
+      g.output(`new_value.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', hd]);
+    }
   }
 }
 
 /**
- * Scores of queries q [B, kvH, g·S, hd] against an int8 key cache [B, kvH, hd, P] with
- * per-position scales [B, kvH, 1, P]: q is quantised per row (symmetric, +128 as uint8 for
- * the u8·s8 integer kernels), multiplied in integers, then scaled back. Returns [B, kvH, g·S, P].
+ * Per-row quantisation of x along its last axis with one QuantizeLinear (x viewed as 2-D
+ * rows, per-axis scales on axis 0), so a score-sized tensor is read twice (max, quantise)
+ * rather than through a chain of elementwise nodes. `maxAbs` divides the row's largest
+ * magnitude (127 for symmetric int8, 255 for non-negative uint8); `zeroPoint` is a scalar
+ * int8/uint8 constant that sets the output type. Returns the quantised tensor (x's shape)
+ * and the scales (x's shape with a last axis of 1; at least 1e-30, so zero rows stay zero).
  */
-function int8PastScores(g: GraphBuilder, q: string, keys: string, keyScales: string, alpha: number): string {
-  const rowScale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [g.op('Abs', [q]), g.constInt64([-1])], { keepdims: 1 }), g.constFloat([127])]), g.constFloat([1e-30])]);
-  const qU8 = g.op('Cast', [g.op('Add', [g.op('Round', [g.op('Div', [q, rowScale])]), g.constFloat([128])])], { to: DataType.UINT8 });
-  const acc = g.op('MatMulInteger', [qU8, keys, g.constUint8(128)]);
-  return g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: DataType.FLOAT }), g.op('Mul', [rowScale, g.constFloat([alpha])])]), keyScales]);
+function quantizeRows(g: GraphBuilder, x: string, maxAbs: number, zeroPoint: string, nonNegative = false): { q: string; scale: string } {
+  const magnitude = nonNegative ? x : g.op('Abs', [x]);
+  const scale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [magnitude, g.constInt64([-1])], { keepdims: 1 }), g.constFloat([maxAbs])]), g.constFloat([1e-30])]);
+  const rowScale = g.op('Reshape', [scale, g.constInt64([-1])]);
+  const rows = g.op('Reshape', [x, g.op('Concat', [g.constInt64([-1]), g.op('Shape', [x], { start: -1 })], { axis: 0 })]);
+  const zeroPoints = g.op('Expand', [zeroPoint, g.op('Shape', [rowScale])]);
+  const q = g.op('Reshape', [g.op('QuantizeLinear', [rows, rowScale, zeroPoints], { axis: 0 }), g.op('Shape', [x])]);
+  return { q, scale };
 }
 
 /**
- * Attention probabilities p [B, kvH, g·S, P] times an int8 value cache [B, kvH, P, hd] with
- * per-position scales: the scales fold into p (p_j · s_j), which is then quantised per row to
- * uint8 (non-negative, zero point 0) for the integer product. Returns [B, kvH, g·S, hd].
+ * Scores of queries [B, kvH, g·S, hd] (quantised per row, +128 as uint8 for the u8·s8
+ * integer kernels) against int8 keys [B, kvH, hd, N] with per-position scales
+ * [B, kvH, 1, N]: one MatMulIntegerToFloat applies both scales inside the product.
+ * Returns [B, kvH, g·S, N].
  */
-function int8PastContext(g: GraphBuilder, probs: string, values: string, valueScales: string): string {
-  const weighted = g.op('Mul', [probs, valueScales]);
-  const rowScale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [weighted, g.constInt64([-1])], { keepdims: 1 }), g.constFloat([255])]), g.constFloat([1e-30])]);
-  const pU8 = g.op('Cast', [g.op('Round', [g.op('Div', [weighted, rowScale])])], { to: DataType.UINT8 });
-  const acc = g.op('MatMulInteger', [pU8, values]);
-  return g.op('Mul', [g.op('Cast', [acc], { to: DataType.FLOAT }), rowScale]);
+function int8Scores(g: GraphBuilder, q: { q: string; scale: string }, keys: string, keyScales: string, alpha: number): string {
+  return g.op('MatMulIntegerToFloat', [q.q, keys, g.op('Mul', [q.scale, g.constFloat([alpha])]), keyScales, g.constUint8(128)], {}, 'com.microsoft');
+}
+
+/**
+ * Attention probabilities p [B, kvH, g·S, N] times int8 values [B, kvH, N, hd] with
+ * per-position scales [B, kvH, 1, N]: the scales fold into p (p_j · s_j), which is then
+ * quantised per row to uint8 (non-negative, zero point 0) for the integer product.
+ * Returns [B, kvH, g·S, hd].
+ */
+function int8Context(g: GraphBuilder, probs: string, values: string, valueScales: string): string {
+  const p = quantizeRows(g, g.op('Mul', [probs, valueScales]), 255, g.constUint8(0), true);
+  return g.op('MatMulIntegerToFloat', [p.q, values, p.scale, g.constFloat([1])], {}, 'com.microsoft');
 }
 
 /**

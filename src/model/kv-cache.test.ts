@@ -4,7 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KvCache, type KvCacheFormat } from './text-decoder.ts';
+import { AsrModel } from './asr-model.ts';
+import { KvCache, type KvCacheFormat, type NewKvRows } from './text-decoder.ts';
+import { goldenPath } from '../testing/shared.ts';
 
 const LAYERS = 2;
 const KVH = 2;
@@ -14,6 +16,30 @@ function randomRows(B: number, S: number, seed: number): Float32Array[] {
   let s = seed;
   const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 4;
   return Array.from({ length: LAYERS }, () => Float32Array.from({ length: B * KVH * S * HD }, next));
+}
+
+/**
+ * Graph outputs for fp32 rows [B, kvH, S, hd] per layer in the cache's format; int8 rows are
+ * quantised as the decoder graph does (max |x| / 127 per vector, keys transposed).
+ */
+function rowsFor(format: KvCacheFormat, keys: Float32Array[], values: Float32Array[], S: number): NewKvRows {
+  if (format === 'fp32') return { format, keys, values };
+  const quantize = (x: Float32Array, transposed: boolean) => {
+    const BH = x.length / (S * HD);
+    const q = new Int8Array(x.length);
+    const scales = new Float32Array(BH * S);
+    for (let bh = 0; bh < BH; bh++)
+      for (let i = 0; i < S; i++) {
+        const at = (bh * S + i) * HD;
+        const scale = Math.max(Math.max(...x.subarray(at, at + HD).map(Math.abs)) / 127, 1e-30);
+        scales[bh * S + i] = scale;
+        for (let d = 0; d < HD; d++) q[transposed ? (bh * HD + d) * S + i : at + d] = Math.round(x[at + d] / scale);
+      }
+    return { q, scales };
+  };
+  const k = keys.map((x) => quantize(x, true));
+  const v = values.map((x) => quantize(x, false));
+  return { format, keys: k.map((x) => x.q), values: v.map((x) => x.q), keyScales: k.map((x) => x.scales), valueScales: v.map((x) => x.scales) };
 }
 
 for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
@@ -35,7 +61,7 @@ for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
               const at = ((b * KVH + h) * S + i) * HD;
               written[l][b][h].push({ key: keys[l].slice(at, at + HD), value: values[l].slice(at, at + HD) });
             }
-      cache.append(keys, values, S);
+      cache.append(rowsFor(format, keys, values, S), S);
     };
     appendChunk(5, 5);
     for (let i = 0; i < 70; i++) appendChunk(1, 100 + i); // crosses the 64-position growth step
@@ -67,7 +93,7 @@ for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
     // Appending continues with the smaller batch.
     const k = randomRows(2, 1, 77);
     const v = randomRows(2, 1, 78);
-    cache.append(k, v, 1);
+    cache.append(rowsFor(format, k, v, 1), 1);
     for (let b = 0; b < 2; b++)
       for (let h = 0; h < KVH; h++) {
         const got = cache.read(1, b, h, 75);
@@ -79,7 +105,7 @@ for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
 
 test('int8 KV cache: graph inputs have the layouts the decoder graph declares', () => {
   const cache = new KvCache(1, 2, KVH, HD, [0, 0], 'int8');
-  cache.append(randomRows(2, 3, 9), randomRows(2, 3, 10), 3);
+  cache.append(rowsFor('int8', randomRows(2, 3, 9), randomRows(2, 3, 10), 3), 3);
   const feeds: Record<string, { dims: readonly number[]; type: string }> = {};
   cache.feeds(0, feeds as never);
   const P = cache.cap;
@@ -90,4 +116,37 @@ test('int8 KV cache: graph inputs have the layouts the decoder graph declares', 
   assert.deepEqual(feeds['past_value_scale.0'].dims, [2, KVH, 1, P]);
   // Unfilled slack reads as zeros (masked in the graph, and zero scale keeps it harmless).
   assert.ok(cache.read(0, 1, 1, P - 1).key.every((v) => v === 0));
+});
+
+test('int8 KV cache: the decoder graph hands over its new rows quantised in the cache layout (tiny-a)', async () => {
+  // fp32 weights for both models, so the first layer's keys and values of a prompt pass are
+  // the same numbers; the int8 cache must hold them within half a quantisation step.
+  const dir = goldenPath('tiny-a', 'checkpoint');
+  const load = (kvCache: KvCacheFormat) => AsrModel.load(dir, { device: 'cpu', quant: 'none', threads: 2, cacheDir: false, precisions: { kvCache } });
+  const [exact, int8] = [await load('fp32'), await load('int8')];
+  try {
+    const H = exact.config.text.hiddenSize;
+    const B = 2;
+    const S = 7;
+    let s = 3;
+    const embeds = Float32Array.from({ length: B * S * H }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.2);
+    const caches = [exact, int8].map((m) => m.decoder.newCache(B, [0, 2]));
+    await exact.decoder.forward(caches[0], embeds, S, [S - 1]);
+    await int8.decoder.forward(caches[1], embeds, S, [S - 1]);
+    assert.equal(caches[1].len, S);
+    const { kvHeads } = exact.config.text;
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < kvHeads; h++)
+        for (let pos = 0; pos < S; pos++) {
+          const want = caches[0].read(0, b, h, pos);
+          const got = caches[1].read(0, b, h, pos);
+          for (const kind of ['key', 'value'] as const) {
+            const tol = Math.max(...want[kind].map(Math.abs)) / 254 + 1e-6;
+            want[kind].forEach((w, d) => assert.ok(Math.abs(got[kind][d] - w) <= tol, `${kind} b${b} h${h} pos ${pos} d${d}: ${got[kind][d]} vs ${w}`));
+          }
+        }
+  } finally {
+    await exact.release();
+    await int8.release();
+  }
 });

@@ -32,6 +32,15 @@ const CACHE_STEP = 64;
  */
 export type KvCacheFormat = 'fp32' | 'int8';
 
+/**
+ * New positions of every layer as the decoder graph returns them, in the cache's format:
+ * fp32 keys and values [B, kvH, S, hd]; or int8 keys [B, kvH, hd, S] and values
+ * [B, kvH, S, hd] with per-position scales [B, kvH, S].
+ */
+export type NewKvRows =
+  | { format: 'fp32'; keys: Float32Array[]; values: Float32Array[] }
+  | { format: 'int8'; keys: Int8Array[]; values: Int8Array[]; keyScales: Float32Array[]; valueScales: Float32Array[] };
+
 /** Per-layer keys and values of a batch; positions < len are filled. */
 export class KvCache {
   keys: (Float32Array | Int8Array)[];
@@ -105,28 +114,36 @@ export class KvCache {
     this.cap = cap;
   }
 
-  /** Appends S new positions per row from the graph outputs [B, kvH, S, hd]. */
-  append(newKeys: Float32Array[], newValues: Float32Array[], S: number): void {
+  /**
+   * Appends S new positions per row from the graph's outputs, which come in the cache's own
+   * format (NewKvRows).
+   */
+  append(rows: NewKvRows, S: number): void {
     if (this.len + S > this.cap) {
       this.reallocate(Math.ceil((this.len + S) / CACHE_STEP) * CACHE_STEP, Array.from({ length: this.batch }, (_, b) => b));
     }
     const { kvHeads: kvH, headDim: hd, cap, len } = this;
+    const BH = this.batch * kvH;
     for (let l = 0; l < this.layers; l++) {
-      if (this.format === 'fp32') {
-        for (const [arr, src] of [[this.keys[l], newKeys[l]], [this.values[l], newValues[l]]] as const) {
-          for (let bh = 0; bh < this.batch * kvH; bh++) arr.set(src.subarray(bh * S * hd, (bh + 1) * S * hd), (bh * cap + len) * hd);
-        }
+      const keys = this.keys[l];
+      const values = this.values[l];
+      const newKeys = rows.keys[l];
+      const newValues = rows.values[l];
+      if (this.format !== rows.format) throw new Error(`KV cache: ${rows.format} rows appended to a ${this.format} cache`);
+      // Values (and fp32 keys): S rows of hd per head, contiguous on both sides.
+      for (let bh = 0; bh < BH; bh++) values.set(newValues.subarray(bh * S * hd, (bh + 1) * S * hd), (bh * cap + len) * hd);
+      if (rows.format === 'fp32') {
+        for (let bh = 0; bh < BH; bh++) keys.set(newKeys.subarray(bh * S * hd, (bh + 1) * S * hd), (bh * cap + len) * hd);
         continue;
       }
-      const keys = this.keys[l] as Int8Array;
-      const values = this.values[l] as Int8Array;
-      for (let bh = 0; bh < this.batch * kvH; bh++) {
-        for (let i = 0; i < S; i++) {
-          const src = (bh * S + i) * hd;
-          const pos = len + i;
-          this.keyScales[l][bh * cap + pos] = quantizeVector(newKeys[l], src, hd, keys, (bh * hd) * cap + pos, cap);
-          this.valueScales[l][bh * cap + pos] = quantizeVector(newValues[l], src, hd, values, (bh * cap + pos) * hd, 1);
-        }
+      // int8 keys are [hd, positions] per head: S positions of each dimension.
+      for (let r = 0; r < BH * hd; r++) {
+        if (S === 1) keys[r * cap + len] = newKeys[r];
+        else keys.set(newKeys.subarray(r * S, (r + 1) * S), r * cap + len);
+      }
+      for (let bh = 0; bh < BH; bh++) {
+        this.keyScales[l].set(rows.keyScales[l].subarray(bh * S, (bh + 1) * S), bh * cap + len);
+        this.valueScales[l].set(rows.valueScales[l].subarray(bh * S, (bh + 1) * S), bh * cap + len);
       }
     }
     this.len += S;
@@ -170,22 +187,6 @@ export class KvCache {
     into[`past_key_scale.${layer}`] = new ort.Tensor('float32', this.keyScales[layer], [B, kvH, 1, P]);
     into[`past_value_scale.${layer}`] = new ort.Tensor('float32', this.valueScales[layer], [B, kvH, 1, P]);
   }
-}
-
-/**
- * Symmetric int8 quantisation of src[from .. from + n) into dst at `at`, `stride` apart;
- * returns the scale (0 for an all-zero vector, which then reads back as zeros).
- */
-function quantizeVector(src: Float32Array, from: number, n: number, dst: Int8Array, at: number, stride: number): number {
-  let max = 0;
-  for (let i = 0; i < n; i++) {
-    const a = Math.abs(src[from + i]);
-    if (a > max) max = a;
-  }
-  const scale = max / 127;
-  const inv = scale > 0 ? 1 / scale : 0;
-  for (let i = 0; i < n; i++) dst[at + i * stride] = Math.round(src[from + i] * inv);
-  return scale;
 }
 
 export interface DecoderLoadOptions extends DecoderGraphOptions {
@@ -284,13 +285,19 @@ export class TextDecoder {
     for (let l = 0; l < L; l++) cache.feeds(l, feeds);
     const session = this.batchSession && B * S >= BATCH_GRAPH_MIN_ROWS ? this.batchSession : this.session;
     const out = await session.run(feeds);
-    const newK: Float32Array[] = [];
-    const newV: Float32Array[] = [];
-    for (let l = 0; l < L; l++) {
-      newK.push(out[`new_key.${l}`].data as Float32Array);
-      newV.push(out[`new_value.${l}`].data as Float32Array);
-    }
-    cache.append(newK, newV, S);
+    const layer = (name: string) => Array.from({ length: L }, (_, l) => out[`${name}.${l}`].data);
+    cache.append(
+      cache.format === 'int8'
+        ? {
+            format: 'int8',
+            keys: layer('new_key') as Int8Array[],
+            values: layer('new_value') as Int8Array[],
+            keyScales: layer('new_key_scale') as Float32Array[],
+            valueScales: layer('new_value_scale') as Float32Array[],
+          }
+        : { format: 'fp32', keys: layer('new_key') as Float32Array[], values: layer('new_value') as Float32Array[] },
+      S,
+    );
     return out.logits.data as Float32Array;
   }
 

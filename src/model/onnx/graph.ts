@@ -159,10 +159,20 @@ export class GraphBuilder {
 
   /** A scalar uint8 constant (zero points). */
   constUint8(value: number): string {
-    const key = `u8:${value}`;
+    return this.constByte(value, DataType.UINT8);
+  }
+
+  /** A scalar int8 constant (zero points). */
+  constInt8(value: number): string {
+    return this.constByte(value, DataType.INT8);
+  }
+
+  private constByte(value: number, type: DataType.UINT8 | DataType.INT8): string {
+    const key = `${type === DataType.UINT8 ? 'u8' : 'i8'}:${value}`;
     const hit = this.constCache.get(key);
     if (hit) return hit;
-    const name = this.initializer(this.fresh('const_u8'), Uint8Array.from([value]), [], DataType.UINT8);
+    const data = type === DataType.UINT8 ? Uint8Array.from([value]) : Int8Array.from([value]);
+    const name = this.initializer(this.fresh(type === DataType.UINT8 ? 'const_u8' : 'const_i8'), data, [], type);
     this.constCache.set(key, name);
     return name;
   }

@@ -89,6 +89,11 @@ function sessionOptions(name: string, opts: SessionOptions): ort.InferenceSessio
     executionMode: 'sequential',
     interOpNumThreads: 1,
     logSeverityLevel: 3,
+    // Flush denormals to zero. Masked attention scores (-1e30 and the like) come out of the
+    // softmax's exponential as denormals, and x86 arithmetic on denormals takes microcode
+    // assists: a 512-position prefill pass spent 2 ns per softmax element with them and 0.3
+    // without. Values below 1.2e-38 have no measurable effect on any output.
+    extra: { session: { set_denormal_as_zero: '1' } },
   };
   if (opts.threads > 0) options.intraOpNumThreads = opts.threads;
   // Developer aid: QWEN3_ASR_ORT_PROFILE=prefix writes ONNX Runtime's per-op profile JSON.
