@@ -45,6 +45,16 @@ test('a cached build is reused, and a changed checkpoint or parameter builds ane
   assert.deepEqual(await run(await createSession('m', counted(7), opts, { p: 2 })), [7, 14]);
   assert.equal(builds, 3);
   assert.ok(readdirSync(cacheDir).every((d) => !d.includes('partial')), 'no partial builds left behind');
+  // The rebuild for the changed checkpoint replaced the p: 2 entry; p: 1 (built for the old
+  // config) is a different slot and stays until it is rebuilt itself.
+  const entries = () => readdirSync(cacheDir).filter((d) => d.startsWith('m-')).length;
+  assert.equal(entries(), 2);
+  assert.deepEqual(await run(await createSession('m', counted(9), opts, { p: 1 })), [9, 18]);
+  assert.equal(entries(), 2, 'superseded builds of a slot are removed');
+  // Another graph whose name starts the same is never touched.
+  await run(await createSession('m_other', scaleGraph(2), opts, { p: 1 }));
+  assert.deepEqual(await run(await createSession('m', counted(9), opts, { p: 1 })), [9, 18]);
+  assert.equal(readdirSync(cacheDir).filter((d) => d.startsWith('m_other-')).length, 1);
 });
 
 test('a damaged cache entry is rebuilt', async () => {

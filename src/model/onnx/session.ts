@@ -8,15 +8,18 @@
  *   named by a hash of everything the files depend on (the checkpoint's config and weight
  *   files, the precision, and the source of the graph-building code itself). The next load
  *   of the same model skips building and quantising — the slow part of a load (tens of
- *   seconds for the 1.7B model) — and only creates the session.
+ *   seconds for the 1.7B model) — and only creates the session. Each entry also records its
+ *   "slot" (graph name, checkpoint folder and build parameters, but not the file dates or the
+ *   code): a new build replaces the entries of its slot, so updating the checkpoint or this
+ *   package does not leave gigabytes of superseded graphs behind.
  * - `QWEN3_ASR_CACHE=0`: a private temporary folder, removed right after the session is
  *   created (ONNX Runtime has read or mapped the weights by then; on Linux a mapped file
  *   outlives its directory entry).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { ExternalDataFile, GraphBuilder } from './graph.ts';
@@ -82,6 +85,23 @@ export function checkpointCacheKey(checkpointDir: string, files: string[], param
   return h.digest('hex').slice(0, 24);
 }
 
+/** What a cache entry is a build of: the same graph of the same checkpoint folder with the same parameters. */
+function cacheSlot(checkpointDir: string, params: unknown): string {
+  return createHash('sha256').update(JSON.stringify({ dir: resolve(checkpointDir), params })).digest('hex');
+}
+
+/** Removes the other complete entries of graph `name` that were built for `slot`. */
+function pruneSlot(cacheRoot: string, name: string, keep: string, slot: string): void {
+  for (const entry of readdirSync(cacheRoot)) {
+    if (entry === keep || !entry.startsWith(`${name}-`) || entry.includes('.partial-')) continue;
+    try {
+      if (readFileSync(join(cacheRoot, entry, 'slot'), 'utf8') === slot) rmSync(join(cacheRoot, entry), { recursive: true, force: true });
+    } catch {
+      // No slot file (another graph, or an entry being written): not ours to remove.
+    }
+  }
+}
+
 function sessionOptions(name: string, opts: SessionOptions): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: executionProviders(opts.device),
@@ -145,8 +165,10 @@ export async function createSession(
 ): Promise<ort.InferenceSession> {
   const cacheRoot = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
   const cacheKey = keyParams !== undefined && opts.cacheSource ? checkpointCacheKey(opts.cacheSource.dir, opts.cacheSource.files, { name, keyParams }) : undefined;
-  if (cacheKey && cacheRoot) {
-    const dir = join(cacheRoot, `${name}-${cacheKey}`);
+  if (cacheKey && cacheRoot && opts.cacheSource) {
+    const entry = `${name}-${cacheKey}`;
+    const dir = join(cacheRoot, entry);
+    const slot = cacheSlot(opts.cacheSource.dir, { name, keyParams });
     const done = join(dir, 'complete');
     if (existsSync(done)) {
       try {
@@ -160,6 +182,7 @@ export async function createSession(
     mkdirSync(tmp, { recursive: true });
     try {
       writeModel(tmp, name, build);
+      writeFileSync(join(tmp, 'slot'), slot);
       writeFileSync(join(tmp, 'complete'), new Date().toISOString());
       rmSync(dir, { recursive: true, force: true });
       renameSync(tmp, dir);
@@ -167,6 +190,7 @@ export async function createSession(
       rmSync(tmp, { recursive: true, force: true });
       throw err;
     }
+    pruneSlot(cacheRoot, name, entry, slot);
     return openSession(name, join(dir, `${name}.onnx`), opts);
   }
   const dir = join(tmpdir(), `qwen3-asr-${name}-${process.pid}-${Date.now()}`);
