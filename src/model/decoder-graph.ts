@@ -80,17 +80,25 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const bT = g.op('Shape', [embeds], { start: 0, end: 1 });
   const sT = g.op('Shape', [embeds], { start: 1, end: 2 });
   const pT = g.op('Shape', [pastV[0]], { start: 2, end: 3 });
-  const c = (v: number) => g.constInt64([v]);
+  const c = (...v: number[]) => g.constInt64(v);
   const shape = (...parts: string[]) => g.op('Concat', parts, { axis: 0 });
   const reshapeTo = (x: string, s: string) => g.op('Reshape', [x, s], { allowzero: 1 });
-  const shapeBSHd = (heads: number) => shape(bT, sT, c(heads), c(hd));
-  const shapeBSN = (heads: number) => shape(bT, sT, c(heads * hd));
+  // Shapes are built once per graph (each is a node run on every pass), not once per layer.
+  const shapesBSHd = new Map([nH, kvH].map((h) => [h, shape(bT, sT, c(h), c(hd))]));
+  const shapeBSHd = (heads: number) => shapesBSHd.get(heads)!;
   const shapeGroupedQ = shape(bT, c(kvH), c(-1), c(hd)); // [B, kvH, g·S, hd]
   const shapeScoresPast = shape(bT, c(kvH), c(grp), sT, pT);
   const shapeScoresNew = shape(bT, c(kvH), c(grp), sT, sT);
   const shapeProbsPast = shape(bT, c(kvH), c(-1), pT);
   const shapeProbsNew = shape(bT, c(kvH), c(-1), sT);
   const shapeCtx = shape(bT, c(nH), sT, c(hd));
+  const shapeKv = shape(bT, c(kvH), sT, c(hd));
+  // Row views for per-row quantisation: vectors of hd (queries, keys, values) and
+  // probability rows over the past or the new positions; queries' zero point 128 per row.
+  const vectorRows = c(-1, hd);
+  const pastRows = shape(c(-1), pT);
+  const newRows = shape(c(-1), sT);
+  const queryZeroPoints = int8Cache ? g.op('Expand', [g.constUint8(128), g.op('Mul', [g.op('Mul', [bT, sT]), c(nH)])]) : '';
   const zero = c(0);
   const big = c(2 ** 62);
   const lastAxis = c(-1);
@@ -98,10 +106,23 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   // Per-position scales [B, kvH, S, 1] of new rows as the [B, kvH, 1, S] the products take.
   const asColumns = (scales: string) => g.op('Transpose', [scales], { perm: [0, 1, 3, 2] });
 
+  // The residual stream x; each branch's output is added to it by the norm that follows
+  // (SkipSimplifiedLayerNormalization: one node for the sum and the RMSNorm).
   let x = g.op('Reshape', [embeds, g.constInt64([-1, H])]);
+  const addAndNorm = (branch: string | undefined, gammaName: string): string => {
+    if (!branch) return rmsNorm(g, store, x, gammaName, H, eps);
+    const gamma = g.initializer(gammaName, weight(store, gammaName, [H]), [H]);
+    const [normed, , , sum] = g.node('SkipSimplifiedLayerNormalization', [x, branch, gamma], { epsilon: { float: eps } }, {
+      domain: 'com.microsoft',
+      outputs: [g.fresh('normed'), '', '', g.fresh('residual')],
+    });
+    x = sum;
+    return normed;
+  };
+  let mlpOut: string | undefined;
   for (let l = 0; l < L; l++) {
     const p = `${PREFIX}.layers.${l}`;
-    const a = rmsNorm(g, store, x, `${p}.input_layernorm.weight`, H, eps);
+    const a = addAndNorm(mlpOut, `${p}.input_layernorm.weight`);
 
     // q, k and v in one product; q/k then get per-head RMSNorm (before RoPE) and RoPE.
     const [qProj, kProj, vProj] = linearGroup(
@@ -115,40 +136,32 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
       opts.linear,
       `${p}.self_attn.qkv_proj`,
     );
-    const normRope = (y: string, norm: string, heads: number) => {
-      const normed = rmsNorm(g, store, reshapeTo(y, shapeBSHd(heads)), `${p}.self_attn.${norm}.weight`, hd, eps);
-      const roped = g.op(
-        'RotaryEmbedding',
-        [reshapeTo(normed, shapeBSN(heads)), positions, cosName, sinName],
-        { num_heads: heads, interleaved: 0 },
-        'com.microsoft',
-      );
-      return transpose(g, reshapeTo(roped, shapeBSHd(heads)), [0, 2, 1, 3]); // [B, heads, S, hd]
+    // [B·S, heads·hd] -> [B, heads, S, hd], then the per-head RMSNorm and RoPE in that layout.
+    // Graph outputs are named where they are computed (an Identity would copy them).
+    const normRope = (y: string, norm: string, heads: number, output?: string) => {
+      const bnsh = transpose(g, reshapeTo(y, shapeBSHd(heads)), [0, 2, 1, 3]);
+      const normed = rmsNorm(g, store, bnsh, `${p}.self_attn.${norm}.weight`, hd, eps);
+      return g.node('RotaryEmbedding', [normed, positions, cosName, sinName], { interleaved: 0 }, { domain: 'com.microsoft', outputs: output ? [output] : 1 })[0];
     };
     const q = reshapeTo(normRope(qProj, 'q_norm', nH), shapeGroupedQ);
-    const k = normRope(kProj, 'k_norm', kvH);
-    const v = transpose(g, reshapeTo(vProj, shapeBSHd(kvH)), [0, 2, 1, 3]);
+    const k = normRope(kProj, 'k_norm', kvH, int8Cache ? undefined : `new_key.${l}`);
+    const v = g.node('Transpose', [reshapeTo(vProj, shapeBSHd(kvH))], { perm: [0, 2, 1, 3] }, { outputs: int8Cache ? 1 : [`new_value.${l}`] })[0];
     // With an int8 cache the graph hands the cache its new rows already quantised, in the
     // cache's layouts, and attends to them in that form too (like to the past).
-    const qk = int8Cache ? quantizeRows(g, k, 127, g.constInt8(0)) : undefined;
-    const qv = int8Cache ? quantizeRows(g, v, 127, g.constInt8(0)) : undefined;
-    if (qk && qv) {
-      g.node('Transpose', [qk.q], { perm: [0, 1, 3, 2] }, { outputs: [`new_key.${l}`] });
-      g.node('Identity', [qk.scale], {}, { outputs: [`new_key_scale.${l}`] });
-      g.node('Identity', [qv.q], {}, { outputs: [`new_value.${l}`] });
-      g.node('Identity', [qv.scale], {}, { outputs: [`new_value_scale.${l}`] });
-    } else {
-      g.node('Identity', [k], {}, { outputs: [`new_key.${l}`] });
-      g.node('Identity', [v], {}, { outputs: [`new_value.${l}`] });
-    }
+    const asInt8 = (x: string, names: { q?: string; scale: string }) =>
+      quantizeRows(g, x, { rows: vectorRows, shape: shapeKv, maxAbs: 127, type: DataType.INT8, names });
+    const qk = int8Cache ? asInt8(k, { scale: `new_key_scale.${l}` }) : undefined;
+    const qv = int8Cache ? asInt8(v, { q: `new_value.${l}`, scale: `new_value_scale.${l}` }) : undefined;
+    if (qk) g.node('Transpose', [qk.q], { perm: [0, 1, 3, 2] }, { outputs: [`new_key.${l}`] });
 
     // Query head j uses kv head floor(j / grp): grouping q as [B, kvH, grp·S, hd] lines them up.
     let sPastRaw: string;
     let sNewRaw: string;
     if (qk) {
-      const qq = quantizeRows(g, q, 127, g.constUint8(128));
-      sPastRaw = int8Scores(g, qq, pastK[l], pastKScale[l], scale.float);
-      sNewRaw = int8Scores(g, qq, `new_key.${l}`, asColumns(qk.scale), scale.float);
+      const qq = quantizeRows(g, q, { rows: vectorRows, shape: shapeGroupedQ, maxAbs: 127, zeroPoints: queryZeroPoints });
+      const queryScale = g.op('Mul', [qq.scale, g.constFloat([scale.float])]); // 1/√hd folded into the row scales
+      sPastRaw = int8Scores(g, qq.q, queryScale, pastK[l], pastKScale[l]);
+      sNewRaw = int8Scores(g, qq.q, queryScale, `new_key.${l}`, asColumns(qk.scale));
     } else {
       sPastRaw = g.op('FusedMatMul', [q, pastK[l]], { transB: 1, alpha: scale }, 'com.microsoft');
       sNewRaw = g.op('FusedMatMul', [q, k], { transB: 1, alpha: scale }, 'com.microsoft');
@@ -160,12 +173,15 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const pNew = reshapeTo(g.op('Slice', [probs, pT, big, lastAxis]), shapeProbsNew);
     const ctx =
       qk && qv
-        ? g.op('Add', [int8Context(g, pPast, pastV[l], pastVScale[l]), int8Context(g, pNew, qv.q, asColumns(qv.scale))])
+        ? g.op('Add', [
+            int8Context(g, pPast, pastRows, shapeProbsPast, pastV[l], pastVScale[l]),
+            int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale)),
+          ])
         : g.op('Add', [g.op('MatMul', [pPast, pastV[l]]), g.op('MatMul', [pNew, v])]);
     const ctx2d = g.op('Reshape', [transpose(g, reshapeTo(ctx, shapeCtx), [0, 2, 1, 3]), g.constInt64([-1, nH * hd])]);
-    x = g.op('Add', [x, linear(g, store, ctx2d, `${p}.self_attn.o_proj`, H, nH * hd, false, opts.linear)]);
+    const attnOut = linear(g, store, ctx2d, `${p}.self_attn.o_proj`, H, nH * hd, false, opts.linear);
 
-    const b = rmsNorm(g, store, x, `${p}.post_attention_layernorm.weight`, H, eps);
+    const b = addAndNorm(attnOut, `${p}.post_attention_layernorm.weight`);
     const [gate, up] = linearGroup(
       g,
       store,
@@ -178,8 +194,9 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
       `${p}.mlp.gate_up_proj`,
     );
     const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    x = g.op('Add', [x, linear(g, store, act, `${p}.mlp.down_proj`, H, cfg.intermediateSize, false, opts.linear)]);
+    mlpOut = linear(g, store, act, `${p}.mlp.down_proj`, H, cfg.intermediateSize, false, opts.linear);
   }
+  if (mlpOut) x = g.op('Add', [x, mlpOut]);
   const rows = g.op('Gather', [x, logitRows], { axis: 0 });
   const normed = rmsNorm(g, store, rows, `${PREFIX}.norm.weight`, H, eps);
   const headW = weight(store, opts.headWeight, [opts.headRows, H]);
@@ -200,31 +217,36 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
 }
 
 /**
- * Per-row quantisation of x along its last axis with one QuantizeLinear (x viewed as 2-D
- * rows, per-axis scales on axis 0), so a score-sized tensor is read twice (max, quantise)
- * rather than through a chain of elementwise nodes. `maxAbs` divides the row's largest
- * magnitude (127 for symmetric int8, 255 for non-negative uint8); `zeroPoint` is a scalar
- * int8/uint8 constant that sets the output type. Returns the quantised tensor (x's shape)
- * and the scales (x's shape with a last axis of 1; at least 1e-30, so zero rows stay zero).
+ * Per-row quantisation of x along its last axis with one QuantizeLinear: x is viewed as 2-D
+ * rows (`rows`, a shape tensor), quantised with per-axis scales on axis 0, and viewed back
+ * as `shape`, so a score-sized tensor is read twice (max, quantise) rather than through a
+ * chain of elementwise nodes. `maxAbs` divides the row's largest magnitude (127 for
+ * symmetric int8, 255 for non-negative uint8). The output is uint8 with `zeroPoints` (one per
+ * row) or 0, or int8 with zero point 0 when `type` says so. Returns the quantised tensor and
+ * the scales (x's shape with a last axis of 1; at least 1e-30, so zero rows stay zero).
  */
-function quantizeRows(g: GraphBuilder, x: string, maxAbs: number, zeroPoint: string, nonNegative = false): { q: string; scale: string } {
-  const magnitude = nonNegative ? x : g.op('Abs', [x]);
-  const scale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [magnitude, g.constInt64([-1])], { keepdims: 1 }), g.constFloat([maxAbs])]), g.constFloat([1e-30])]);
-  const rowScale = g.op('Reshape', [scale, g.constInt64([-1])]);
-  const rows = g.op('Reshape', [x, g.op('Concat', [g.constInt64([-1]), g.op('Shape', [x], { start: -1 })], { axis: 0 })]);
-  const zeroPoints = g.op('Expand', [zeroPoint, g.op('Shape', [rowScale])]);
-  const q = g.op('Reshape', [g.op('QuantizeLinear', [rows, rowScale, zeroPoints], { axis: 0 }), g.op('Shape', [x])]);
-  return { q, scale };
+function quantizeRows(
+  g: GraphBuilder,
+  x: string,
+  o: { rows: string; shape: string; maxAbs: number; zeroPoints?: string; type?: DataType; nonNegative?: boolean; names?: { q?: string; scale?: string } },
+): { q: string; scale: string } {
+  const magnitude = o.nonNegative ? x : g.op('Abs', [x]);
+  const rowMax = g.op('ReduceMax', [magnitude, g.constInt64([-1])], { keepdims: 1 });
+  const scale = g.node('Max', [g.op('Div', [rowMax, g.constFloat([o.maxAbs])]), g.constFloat([1e-30])], {}, { outputs: o.names?.scale ? [o.names.scale] : 1 })[0];
+  const inputs = [g.op('Reshape', [x, o.rows]), g.op('Reshape', [scale, g.constInt64([-1])])];
+  if (o.zeroPoints) inputs.push(o.zeroPoints);
+  const q = g.op('QuantizeLinear', inputs, o.type === undefined ? { axis: 0 } : { axis: 0, output_dtype: o.type });
+  return { q: g.node('Reshape', [q, o.shape], {}, { outputs: o.names?.q ? [o.names.q] : 1 })[0], scale };
 }
 
 /**
  * Scores of queries [B, kvH, g·S, hd] (quantised per row, +128 as uint8 for the u8·s8
- * integer kernels) against int8 keys [B, kvH, hd, N] with per-position scales
- * [B, kvH, 1, N]: one MatMulIntegerToFloat applies both scales inside the product.
- * Returns [B, kvH, g·S, N].
+ * integer kernels; `queryScale` [B, kvH, g·S, 1] includes 1/√hd) against int8 keys
+ * [B, kvH, hd, N] with per-position scales [B, kvH, 1, N]: one MatMulIntegerToFloat applies
+ * both scales inside the product. Returns [B, kvH, g·S, N].
  */
-function int8Scores(g: GraphBuilder, q: { q: string; scale: string }, keys: string, keyScales: string, alpha: number): string {
-  return g.op('MatMulIntegerToFloat', [q.q, keys, g.op('Mul', [q.scale, g.constFloat([alpha])]), keyScales, g.constUint8(128)], {}, 'com.microsoft');
+function int8Scores(g: GraphBuilder, queries: string, queryScale: string, keys: string, keyScales: string): string {
+  return g.op('MatMulIntegerToFloat', [queries, keys, queryScale, keyScales, g.constUint8(128)], {}, 'com.microsoft');
 }
 
 /**
@@ -233,8 +255,8 @@ function int8Scores(g: GraphBuilder, q: { q: string; scale: string }, keys: stri
  * quantised per row to uint8 (non-negative, zero point 0) for the integer product.
  * Returns [B, kvH, g·S, hd].
  */
-function int8Context(g: GraphBuilder, probs: string, values: string, valueScales: string): string {
-  const p = quantizeRows(g, g.op('Mul', [probs, valueScales]), 255, g.constUint8(0), true);
+function int8Context(g: GraphBuilder, probs: string, rows: string, shape: string, values: string, valueScales: string): string {
+  const p = quantizeRows(g, g.op('Mul', [probs, valueScales]), { rows, shape, maxAbs: 255, nonNegative: true });
   return g.op('MatMulIntegerToFloat', [p.q, values, p.scale, g.constFloat([1])], {}, 'com.microsoft');
 }
 
