@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative as relativePath } from 'node:path';
 import { after, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { DataType, type GraphBuilder } from './graph.ts';
@@ -51,9 +51,21 @@ test('a cached build is reused, and a changed checkpoint or parameter builds ane
   assert.equal(entries(), 2);
   assert.deepEqual(await run(await createSession('m', counted(9), opts, { p: 1 })), [9, 18]);
   assert.equal(entries(), 2, 'superseded builds of a slot are removed');
+  // A build left half-done by a process that no longer exists is removed too; one whose
+  // process is alive (this one) is not.
+  mkdirSync(join(cacheDir, 'm-0123.partial-999999999-1'));
+  mkdirSync(join(cacheDir, `m-4567.partial-${process.pid}-1`));
+  writeFileSync(join(ckpt, 'w.bin'), 'weights, changed');
+  assert.deepEqual(await run(await createSession('m', counted(11), opts, { p: 1 })), [11, 22]);
+  assert.ok(!readdirSync(cacheDir).includes('m-0123.partial-999999999-1'), 'a dead build is removed');
+  assert.ok(readdirSync(cacheDir).includes(`m-4567.partial-${process.pid}-1`), 'a live build is kept');
+  rmSync(join(cacheDir, `m-4567.partial-${process.pid}-1`), { recursive: true });
+  // The same checkpoint named by a relative path is the same build.
+  const relative = { ...opts, cacheSource: { dir: relativePath(process.cwd(), ckpt), files: [relativePath(process.cwd(), join(ckpt, 'w.bin'))] } };
+  assert.deepEqual(await run(await createSession('m', counted(13), relative, { p: 1 })), [11, 22], 'a relative path hits the cache');
   // Another graph whose name starts the same is never touched.
   await run(await createSession('m_other', scaleGraph(2), opts, { p: 1 }));
-  assert.deepEqual(await run(await createSession('m', counted(9), opts, { p: 1 })), [9, 18]);
+  assert.deepEqual(await run(await createSession('m', counted(15), opts, { p: 1 })), [11, 22]);
   assert.equal(readdirSync(cacheDir).filter((d) => d.startsWith('m_other-')).length, 1);
 });
 

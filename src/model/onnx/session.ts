@@ -78,7 +78,8 @@ export function checkpointCacheKey(checkpointDir: string, files: string[], param
   h.update(sourceHash());
   h.update(JSON.stringify(params));
   h.update(readFileSync(join(checkpointDir, 'config.json')));
-  for (const f of [...new Set(files)].sort()) {
+  // Absolute paths: the same checkpoint named relative to another working directory is the same build.
+  for (const f of [...new Set(files.map((file) => resolve(file)))].sort()) {
     const st = statSync(f);
     h.update(`${f}\0${st.size}\0${st.mtimeMs}\0`);
   }
@@ -90,15 +91,32 @@ function cacheSlot(checkpointDir: string, params: unknown): string {
   return createHash('sha256').update(JSON.stringify({ dir: resolve(checkpointDir), params })).digest('hex');
 }
 
-/** Removes the other complete entries of graph `name` that were built for `slot`. */
+/**
+ * Removes the other complete entries of graph `name` that were built for `slot`, and the
+ * partial builds of `name` whose process is gone (killed while building).
+ */
 function pruneSlot(cacheRoot: string, name: string, keep: string, slot: string): void {
   for (const entry of readdirSync(cacheRoot)) {
-    if (entry === keep || !entry.startsWith(`${name}-`) || entry.includes('.partial-')) continue;
+    if (entry === keep || !entry.startsWith(`${name}-`)) continue;
+    const partial = /\.partial-(\d+)-\d+$/.exec(entry);
+    if (partial) {
+      if (!processAlive(Number(partial[1]))) rmSync(join(cacheRoot, entry), { recursive: true, force: true });
+      continue;
+    }
     try {
       if (readFileSync(join(cacheRoot, entry, 'slot'), 'utf8') === slot) rmSync(join(cacheRoot, entry), { recursive: true, force: true });
     } catch {
       // No slot file (another graph, or an entry being written): not ours to remove.
     }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
   }
 }
 
