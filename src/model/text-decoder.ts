@@ -119,6 +119,7 @@ export class KvCache {
    * format (NewKvRows).
    */
   append(rows: NewKvRows, S: number): void {
+    if (this.format !== rows.format) throw new Error(`KV cache: ${rows.format} rows appended to a ${this.format} cache`);
     if (this.len + S > this.cap) {
       this.reallocate(Math.ceil((this.len + S) / CACHE_STEP) * CACHE_STEP, Array.from({ length: this.batch }, (_, b) => b));
     }
@@ -129,7 +130,6 @@ export class KvCache {
       const values = this.values[l];
       const newKeys = rows.keys[l];
       const newValues = rows.values[l];
-      if (this.format !== rows.format) throw new Error(`KV cache: ${rows.format} rows appended to a ${this.format} cache`);
       // Values (and fp32 keys): S rows of hd per head, contiguous on both sides.
       for (let bh = 0; bh < BH; bh++) values.set(newValues.subarray(bh * S * hd, (bh + 1) * S * hd), (bh * cap + len) * hd);
       if (rows.format === 'fp32') {

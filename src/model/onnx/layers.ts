@@ -96,8 +96,8 @@ export function linearFromData(
  * [rows, k] input or [rows, n] output costs memory traffic (and for a handful of rows every
  * node costs more than its arithmetic): one QuantizeLinear (per-axis, axis 0) quantises the
  * input, and one MatMulIntegerToFloat applies the row scales and the channel scales inside
- * the product — 8 nodes where the first form had 12, 1 full-size pass (+ the bias, if any)
- * where it had 7.
+ * the product, whose output is then written once (plus the bias Add, if any) — 9 nodes where
+ * the first form had 12 (Div/Round/Add/Cast for the input, Cast/Mul/Mul on the output).
  */
 function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
   const q = quantizePerChannelInt8(w, n, k);
