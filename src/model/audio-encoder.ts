@@ -59,7 +59,7 @@ export class AudioEncoder {
   ) {}
 
   static async load(store: SafetensorsStore, cfg: AudioEncoderConfig, linear: LinearOptions, session: SessionOptions): Promise<AudioEncoder> {
-    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg), session, {});
+    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg, linear.precision), session, { precision: linear.precision });
     const transformer = await createSession('audio_encoder', (g) => buildEncoderTransformerGraph(g, store, cfg, linear), session, { linear });
     return new AudioEncoder(cfg, conv, transformer);
   }

@@ -23,26 +23,7 @@ import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { linearFromData } from './onnx/layers.ts';
 import { dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { goldenPath, readJson } from '../testing/shared.ts';
-
-function seededGaussian(seed: number): () => number {
-  let s = seed >>> 0;
-  const uni = () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(uni())) * Math.cos(2 * Math.PI * uni());
-}
-
-function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let e = 0;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    e += (a[i] - b[i]) ** 2;
-    d += b[i] ** 2;
-  }
-  return Math.sqrt(e / d);
-}
+import { goldenPath, readJson, relError, seededGaussian } from '../testing/shared.ts';
 
 const N = 96;
 const K = 80; // not a multiple of the block size: the last block is padded

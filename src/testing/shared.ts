@@ -28,3 +28,24 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return m;
 }
+
+/** Deterministic standard-normal samples (LCG + Box–Muller): reproducible test data. */
+export function seededGaussian(seed: number): () => number {
+  let s = seed >>> 0;
+  const uni = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s + 0.5) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(uni())) * Math.cos(2 * Math.PI * uni());
+}
+
+/** ‖a − b‖ / ‖b‖. */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let e = 0;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    e += (a[i] - b[i]) ** 2;
+    d += b[i] ** 2;
+  }
+  return Math.sqrt(e / d);
+}
