@@ -39,6 +39,13 @@ export interface DecoderGraphOptions {
   headWeight: string;
   /** How the host stores the past (text-decoder.ts KvCacheFormat); default fp32. */
   kvCache?: 'fp32' | 'int8';
+  /**
+   * With an int8 cache: attend to the pass's own new positions in fp32 (their keys and values
+   * exist in fp32 before they are quantised for the cache) instead of through the int8
+   * products. For a graph that only runs passes of a few rows (generation steps): it saves
+   * ten nodes a layer, and each node of a one-token step costs more in overhead than in work.
+   */
+  newPositionsInFp32?: boolean;
 }
 
 export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg: TextDecoderConfig, opts: DecoderGraphOptions): void {
@@ -92,13 +99,12 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const shapeProbsPast = shape(bT, c(kvH), c(-1), pT);
   const shapeProbsNew = shape(bT, c(kvH), c(-1), sT);
   const shapeCtx = shape(bT, c(nH), sT, c(hd));
-  const shapeKv = shape(bT, c(kvH), sT, c(hd));
-  // Row views for per-row quantisation: vectors of hd (queries, keys, values) and
-  // probability rows over the past or the new positions; queries' zero point 128 per row.
-  const vectorRows = c(-1, hd);
+  // Row views for per-row quantisation of probability rows over the past or the new
+  // positions (their length is dynamic); queries' zero point 128 per row [B, kvH, g·S, 1].
   const pastRows = shape(c(-1), pT);
   const newRows = shape(c(-1), sT);
-  const queryZeroPoints = int8Cache ? g.op('Expand', [g.constUint8(128), g.op('Mul', [g.op('Mul', [bT, sT]), c(nH)])]) : '';
+  const queryZeroPoints = int8Cache ? g.op('Expand', [g.constUint8(128), shape(bT, c(kvH), g.op('Mul', [sT, c(grp)]), c(1))]) : '';
+  const newInFp32 = !int8Cache || opts.newPositionsInFp32 === true;
   const zero = c(0);
   const big = c(2 ** 62);
   const lastAxis = c(-1);
@@ -148,36 +154,32 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const v = g.node('Transpose', [reshapeTo(vProj, shapeBSHd(kvH))], { perm: [0, 2, 1, 3] }, { outputs: int8Cache ? 1 : [`new_value.${l}`] })[0];
     // With an int8 cache the graph hands the cache its new rows already quantised, in the
     // cache's layouts, and attends to them in that form too (like to the past).
-    const asInt8 = (x: string, names: { q?: string; scale: string }) =>
-      quantizeRows(g, x, { rows: vectorRows, shape: shapeKv, maxAbs: 127, type: DataType.INT8, names });
+    const asInt8 = (x: string, names: { q?: string; scale: string }) => quantizeVectors(g, x, { hd, maxAbs: 127, type: DataType.INT8, names });
     const qk = int8Cache ? asInt8(k, { scale: `new_key_scale.${l}` }) : undefined;
     const qv = int8Cache ? asInt8(v, { q: `new_value.${l}`, scale: `new_value_scale.${l}` }) : undefined;
     if (qk) g.node('Transpose', [qk.q], { perm: [0, 1, 3, 2] }, { outputs: [`new_key.${l}`] });
 
     // Query head j uses kv head floor(j / grp): grouping q as [B, kvH, grp·S, hd] lines them up.
+    const fp32Scores = (keys: string) => g.op('FusedMatMul', [q, keys], { transB: 1, alpha: scale }, 'com.microsoft');
     let sPastRaw: string;
     let sNewRaw: string;
     if (qk) {
-      const qq = quantizeRows(g, q, { rows: vectorRows, shape: shapeGroupedQ, maxAbs: 127, zeroPoints: queryZeroPoints });
+      const qq = quantizeVectors(g, q, { hd, maxAbs: 127, zeroPoints: queryZeroPoints });
       const queryScale = g.op('Mul', [qq.scale, g.constFloat([scale.float])]); // 1/√hd folded into the row scales
       sPastRaw = int8Scores(g, qq.q, queryScale, pastK[l], pastKScale[l]);
-      sNewRaw = int8Scores(g, qq.q, queryScale, `new_key.${l}`, asColumns(qk.scale));
+      sNewRaw = newInFp32 ? fp32Scores(k) : int8Scores(g, qq.q, queryScale, `new_key.${l}`, asColumns(qk.scale));
     } else {
-      sPastRaw = g.op('FusedMatMul', [q, pastK[l]], { transB: 1, alpha: scale }, 'com.microsoft');
-      sNewRaw = g.op('FusedMatMul', [q, k], { transB: 1, alpha: scale }, 'com.microsoft');
+      sPastRaw = fp32Scores(pastK[l]);
+      sNewRaw = fp32Scores(k);
     }
     const sPast = g.op('Add', [reshapeTo(sPastRaw, shapeScoresPast), pastMask]);
     const sNew = g.op('Add', [reshapeTo(sNewRaw, shapeScoresNew), newMask]);
     const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
     const pPast = reshapeTo(g.op('Slice', [probs, zero, pT, lastAxis]), shapeProbsPast);
     const pNew = reshapeTo(g.op('Slice', [probs, pT, big, lastAxis]), shapeProbsNew);
-    const ctx =
-      qk && qv
-        ? g.op('Add', [
-            int8Context(g, pPast, pastRows, shapeProbsPast, pastV[l], pastVScale[l]),
-            int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale)),
-          ])
-        : g.op('Add', [g.op('MatMul', [pPast, pastV[l]]), g.op('MatMul', [pNew, v])]);
+    const ctxPast = int8Cache ? int8Context(g, pPast, pastRows, shapeProbsPast, pastV[l], pastVScale[l]) : g.op('MatMul', [pPast, pastV[l]]);
+    const ctxNew = qv && !newInFp32 ? int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale)) : g.op('MatMul', [pNew, v]);
+    const ctx = g.op('Add', [ctxPast, ctxNew]);
     const ctx2d = g.op('Reshape', [transpose(g, reshapeTo(ctx, shapeCtx), [0, 2, 1, 3]), g.constInt64([-1, nH * hd])]);
     const attnOut = linear(g, store, ctx2d, `${p}.self_attn.o_proj`, H, nH * hd, false, opts.linear);
 
@@ -237,6 +239,26 @@ function quantizeRows(
   if (o.zeroPoints) inputs.push(o.zeroPoints);
   const q = g.op('QuantizeLinear', inputs, o.type === undefined ? { axis: 0 } : { axis: 0, output_dtype: o.type });
   return { q: g.node('Reshape', [q, o.shape], {}, { outputs: o.names?.q ? [o.names.q] : 1 })[0], scale };
+}
+
+/**
+ * Per-row quantisation of vectors of static length `hd` (queries, keys, values) along the last
+ * axis: one blocked QuantizeLinear with a block of the whole row, so no reshapes are needed
+ * around it (quantizeRows, for rows of dynamic length, views the tensor as 2-D instead).
+ * `zeroPoints` must have the scales' shape (x's shape with a last axis of 1).
+ */
+function quantizeVectors(
+  g: GraphBuilder,
+  x: string,
+  o: { hd: number; maxAbs: number; zeroPoints?: string; type?: DataType; names?: { q?: string; scale?: string } },
+): { q: string; scale: string } {
+  const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 });
+  const scale = g.node('Max', [g.op('Div', [rowMax, g.constFloat([o.maxAbs])]), g.constFloat([1e-30])], {}, { outputs: o.names?.scale ? [o.names.scale] : 1 })[0];
+  const inputs = o.zeroPoints ? [x, scale, o.zeroPoints] : [x, scale];
+  const attrs: Record<string, number> = { axis: -1, block_size: o.hd };
+  if (o.type !== undefined) attrs.output_dtype = o.type;
+  const q = g.node('QuantizeLinear', inputs, attrs, { outputs: o.names?.q ? [o.names.q] : 1 })[0];
+  return { q, scale };
 }
 
 /**

@@ -131,13 +131,12 @@ export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: 
   const outH = strideTwoOut(height);
   const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 }); // [n, H, W, 1]
   const scale = g.op('Max', [g.op('Div', [rowMax, g.constFloat([127])]), g.constFloat([1e-30])]);
-  const scale1d = g.op('Reshape', [scale, g.constInt64([-1])]);
   const zp = g.constUint8(128);
-  const q2d = g.op('QuantizeLinear', [g.op('Reshape', [x, g.constInt64([-1, cin])]), scale1d, g.op('Expand', [zp, g.op('Shape', [scale1d])])], { axis: 0 });
+  const quantised = g.op('QuantizeLinear', [x, scale, g.op('Expand', [zp, g.op('Shape', [scale])])], { axis: -1, block_size: cin });
   // Zero padding after quantisation (a quarter of the bytes of padding the fp32 input):
   // padded pixels hold the zero point, so they contribute nothing whatever their scale.
   const pads = g.constInt64([0, 1, 1, 0, 0, 1, 1, 0]);
-  const q = g.op('Pad', [g.op('Reshape', [q2d, g.op('Shape', [x])]), pads, zp]);
+  const q = g.op('Pad', [quantised, pads, zp]);
   const paddedScale = g.op('Pad', [scale, pads, g.constFloat([1])]);
   const tapView = strideTwoTaps(g, x, outH);
   const products: string[] = [];

@@ -227,13 +227,16 @@ export class TextDecoder {
       throw new Error(`${info.file}: tensor ${embName} has shape ${JSON.stringify(info.shape)}, expected [${cfg.vocabSize}, ${cfg.hiddenSize}] from config.json`);
     }
     if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${embName} has unsupported dtype ${info.dtype}`);
-    const graph = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache };
-    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, graph), session, graph);
-    let batch: ort.InferenceSession | undefined;
     const batchLinear = opts.batchLinear ?? opts.linear;
     const batchHead = opts.batchHead ?? opts.head;
-    if (batchLinear.precision !== opts.linear.precision || batchHead.precision !== opts.head.precision) {
-      const bgraph = { ...graph, linear: batchLinear, head: batchHead };
+    const twoGraphs = batchLinear.precision !== opts.linear.precision || batchHead.precision !== opts.head.precision;
+    const base = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache };
+    // With two graphs the step graph only runs passes of fewer than BATCH_GRAPH_MIN_ROWS rows.
+    const graph = { ...base, newPositionsInFp32: twoGraphs };
+    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, graph), session, graph);
+    let batch: ort.InferenceSession | undefined;
+    if (twoGraphs) {
+      const bgraph = { ...base, linear: batchLinear, head: batchHead };
       batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, bgraph), session, bgraph);
     }
     return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.kvCache ?? 'fp32');

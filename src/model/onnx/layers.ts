@@ -94,7 +94,7 @@ export function linearFromData(
  *
  * Few passes over full-size tensors, because for a prompt every elementwise pass over the
  * [rows, k] input or [rows, n] output costs memory traffic (and for a handful of rows every
- * node costs more than its arithmetic): one QuantizeLinear (per-axis, axis 0) quantises the
+ * node costs more than its arithmetic): one QuantizeLinear (a block of k per row) quantises the
  * input, and one MatMulIntegerToFloat applies the row scales and the channel scales inside
  * the product, whose output is then written once (plus the bias Add, if any) — 9 nodes where
  * the first form had 12 (Div/Round/Add/Cast for the input, Cast/Mul/Mul on the output).
@@ -103,10 +103,10 @@ function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n
   const q = quantizePerChannelInt8(w, n, k);
   const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 });
   const rowScale = g.op('Max', [g.op('Div', [rowMax, g.constFloat([127])]), g.constFloat([1e-30])]); // [rows, 1]
-  const rowScale1d = g.op('Reshape', [rowScale, g.constInt64([-1])]);
-  // QuantizeLinear's per-axis zero point must match the scale's shape: 128 for every row.
+  // One block of k per row (blocked QuantizeLinear): the zero point has the scales' shape,
+  // 128 for every row.
   const zp = g.constUint8(128);
-  const xq = g.op('QuantizeLinear', [x, rowScale1d, g.op('Expand', [zp, g.op('Shape', [rowScale1d])])], { axis: 0 });
+  const xq = g.op('QuantizeLinear', [x, rowScale, g.op('Expand', [zp, g.op('Shape', [rowScale])])], { axis: -1, block_size: k });
   const inputs = [
     xq,
     g.initializer(`${name}.qweight_kn`, q.weights, [k, n], DataType.INT8),
