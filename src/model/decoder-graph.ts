@@ -3,8 +3,9 @@
  * generation step.
  *
  * Inputs: inputs_embeds [B, S, H] (the host looks up embeddings and inserts the audio rows),
- * position_ids [B, S], past_mask [B, 1, 1, S, P] and new_mask [B, 1, 1, S, S] (additive:
- * 0 or a large negative), logit_rows [R] (rows of the flattened [B·S] sequence whose logits
+ * position_ids [B, S], past_mask [B, 1, g·S, P] and new_mask [B, 1, g·S, S] (additive: 0 or a
+ * large negative; one row per query row of the grouped layout used below, where row r is
+ * position r mod S, so they apply to the scores without reshapes), logit_rows [R] (rows of the flattened [B·S] sequence whose logits
  * are wanted), and past_key.i / past_value.i [B, kvH, P, hd] per layer — or, with an int8
  * cache, past_key.i int8 [B, kvH, hd, P], past_value.i int8 [B, kvH, P, hd] and their
  * per-position scales past_key_scale.i / past_value_scale.i [B, kvH, 1, P].
@@ -59,8 +60,9 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
 
   const embeds = g.input('inputs_embeds', DataType.FLOAT, ['batch', 'seq', H]);
   const positions = g.input('position_ids', DataType.INT64, ['batch', 'seq']);
-  const pastMask = g.input('past_mask', DataType.FLOAT, ['batch', 1, 1, 'seq', 'past']);
-  const newMask = g.input('new_mask', DataType.FLOAT, ['batch', 1, 1, 'seq', 'seq']);
+  // Masks per query row of the grouped layout (row g·S + i is position i; see below).
+  const pastMask = g.input('past_mask', DataType.FLOAT, ['batch', 1, 'query_rows', 'past']);
+  const newMask = g.input('new_mask', DataType.FLOAT, ['batch', 1, 'query_rows', 'seq']);
   const logitRows = g.input('logit_rows', DataType.INT64, ['rows']);
   const int8Cache = opts.kvCache === 'int8';
   const pastK: string[] = [];
@@ -94,8 +96,6 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const shapesBSHd = new Map([nH, kvH].map((h) => [h, shape(bT, sT, c(h), c(hd))]));
   const shapeBSHd = (heads: number) => shapesBSHd.get(heads)!;
   const shapeGroupedQ = shape(bT, c(kvH), c(-1), c(hd)); // [B, kvH, g·S, hd]
-  const shapeScoresPast = shape(bT, c(kvH), c(grp), sT, pT);
-  const shapeScoresNew = shape(bT, c(kvH), c(grp), sT, sT);
   const shapeProbsPast = shape(bT, c(kvH), c(-1), pT);
   const shapeProbsNew = shape(bT, c(kvH), c(-1), sT);
   const shapeCtx = shape(bT, c(nH), sT, c(hd));
@@ -159,7 +159,8 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const qv = int8Cache ? asInt8(v, { q: `new_value.${l}`, scale: `new_value_scale.${l}` }) : undefined;
     if (qk) g.node('Transpose', [qk.q], { perm: [0, 1, 3, 2] }, { outputs: [`new_key.${l}`] });
 
-    // Query head j uses kv head floor(j / grp): grouping q as [B, kvH, grp·S, hd] lines them up.
+    // Query head j uses kv head floor(j / grp): grouping q as [B, kvH, grp·S, hd] lines them up
+    // (row g·S + i is head kvh·grp + g at position i).
     const fp32Scores = (keys: string) => g.op('FusedMatMul', [q, keys], { transB: 1, alpha: scale }, 'com.microsoft');
     let sPastRaw: string;
     let sNewRaw: string;
@@ -172,11 +173,11 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
       sPastRaw = fp32Scores(pastK[l]);
       sNewRaw = fp32Scores(k);
     }
-    const sPast = g.op('Add', [reshapeTo(sPastRaw, shapeScoresPast), pastMask]);
-    const sNew = g.op('Add', [reshapeTo(sNewRaw, shapeScoresNew), newMask]);
+    const sPast = g.op('Add', [sPastRaw, pastMask]);
+    const sNew = g.op('Add', [sNewRaw, newMask]);
     const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
-    const pPast = reshapeTo(g.op('Slice', [probs, zero, pT, lastAxis]), shapeProbsPast);
-    const pNew = reshapeTo(g.op('Slice', [probs, pT, big, lastAxis]), shapeProbsNew);
+    const pPast = g.op('Slice', [probs, zero, pT, lastAxis]);
+    const pNew = g.op('Slice', [probs, pT, big, lastAxis]);
     const ctxPast = int8Cache ? int8Context(g, pPast, pastRows, shapeProbsPast, pastV[l], pastVScale[l]) : g.op('MatMul', [pPast, pastV[l]]);
     const ctxNew = qv && !newInFp32 ? int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale)) : g.op('MatMul', [pNew, v]);
     const ctx = g.op('Add', [ctxPast, ctxNew]);

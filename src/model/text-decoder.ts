@@ -264,25 +264,32 @@ export class TextDecoder {
     const B = cache.batch;
     const L = this.cfg.layers;
     const P = cache.cap;
+    // Masks per row of the graph's grouped query layout: row g·S + i is position i (g < grp).
+    const grp = this.cfg.heads / this.cfg.kvHeads;
+    const rows = grp * S;
     const positions = new BigInt64Array(B * S);
-    const pastMask = new Float32Array(B * S * P);
-    const newMask = new Float32Array(B * S * S);
+    const pastMask = new Float32Array(B * rows * P);
+    const newMask = new Float32Array(B * rows * S);
     for (let b = 0; b < B; b++) {
       const pad = cache.padStart[b];
       for (let i = 0; i < S; i++) {
         const abs = cache.len + i; // absolute slot of this query
         positions[b * S + i] = BigInt(Math.max(0, abs - pad));
-        const pm = (b * S + i) * P;
+        const pm = (b * rows + i) * P;
         for (let j = 0; j < P; j++) if (j < pad || j >= cache.len) pastMask[pm + j] = NEG;
-        const nm = (b * S + i) * S;
+        const nm = (b * rows + i) * S;
         for (let j = 0; j < S; j++) if (j > i || cache.len + j < pad) newMask[nm + j] = NEG;
+      }
+      for (let g = 1; g < grp; g++) {
+        pastMask.copyWithin((b * rows + g * S) * P, b * rows * P, (b * rows + S) * P);
+        newMask.copyWithin((b * rows + g * S) * S, b * rows * S, (b * rows + S) * S);
       }
     }
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor('float32', embeds, [B, S, this.cfg.hiddenSize]),
       position_ids: new ort.Tensor('int64', positions, [B, S]),
-      past_mask: new ort.Tensor('float32', pastMask, [B, 1, 1, S, P]),
-      new_mask: new ort.Tensor('float32', newMask, [B, 1, 1, S, S]),
+      past_mask: new ort.Tensor('float32', pastMask, [B, 1, rows, P]),
+      new_mask: new ort.Tensor('float32', newMask, [B, 1, rows, S]),
       logit_rows: new ort.Tensor('int64', BigInt64Array.from(logitRows.map(BigInt)), [logitRows.length]),
     };
     for (let l = 0; l < L; l++) cache.feeds(l, feeds);
