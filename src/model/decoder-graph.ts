@@ -5,8 +5,8 @@
  * Inputs: inputs_embeds [B, S, H] (the host looks up embeddings and inserts the audio rows),
  * position_ids [B, S], past_mask [B, 1, g·S, P] and new_mask [B, 1, g·S, S] (additive: 0 or a
  * large negative; one row per query row of the grouped layout used below, where row r is
- * position r mod S, so they apply to the scores without reshapes), logit_rows [R] (rows of the flattened [B·S] sequence whose logits
- * are wanted), and past_key.i / past_value.i [B, kvH, P, hd] per layer — or, with an int8
+ * position r mod S, so they apply to the scores without reshapes), logit_rows [R] (rows of
+ * the flattened [B·S] sequence whose logits are wanted), and past_key.i / past_value.i [B, kvH, P, hd] per layer — or, with an int8
  * cache, past_key.i int8 [B, kvH, hd, P], past_value.i int8 [B, kvH, P, hd] and their
  * per-position scales past_key_scale.i / past_value_scale.i [B, kvH, 1, P].
  * Outputs: logits [R, V] and new_key.i / new_value.i [B, kvH, S, hd] — or, with an int8
@@ -153,7 +153,8 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const k = normRope(kProj, 'k_norm', kvH, int8Cache ? undefined : `new_key.${l}`);
     const v = g.node('Transpose', [reshapeTo(vProj, shapeBSHd(kvH))], { perm: [0, 2, 1, 3] }, { outputs: int8Cache ? 1 : [`new_value.${l}`] })[0];
     // With an int8 cache the graph hands the cache its new rows already quantised, in the
-    // cache's layouts, and attends to them in that form too (like to the past).
+    // cache's layouts, and attends to them in that form too (like to the past) unless
+    // newPositionsInFp32 says to use their fp32 form.
     const asInt8 = (x: string, names: { q?: string; scale: string }) => quantizeVectors(g, x, { hd, maxAbs: 127, type: DataType.INT8, names });
     const qk = int8Cache ? asInt8(k, { scale: `new_key_scale.${l}` }) : undefined;
     const qv = int8Cache ? asInt8(v, { q: `new_value.${l}`, scale: `new_value_scale.${l}` }) : undefined;

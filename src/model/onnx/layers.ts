@@ -96,7 +96,7 @@ export function linearFromData(
  * [rows, k] input or [rows, n] output costs memory traffic (and for a handful of rows every
  * node costs more than its arithmetic): one QuantizeLinear (a block of k per row) quantises the
  * input, and one MatMulIntegerToFloat applies the row scales and the channel scales inside
- * the product, whose output is then written once (plus the bias Add, if any) — 9 nodes where
+ * the product, whose output is then written once (plus the bias Add, if any) — 8 nodes where
  * the first form had 12 (Div/Round/Add/Cast for the input, Cast/Mul/Mul on the output).
  */
 function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
