@@ -12,13 +12,7 @@ import { buildConvStemGraph, conv3x3Stride2W8A8, sinusoidPositions } from './enc
 import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { quantizePerChannelInt8 } from './quantize.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { goldenPath, readJson, relError, seededGaussian } from '../testing/shared.ts';
-
-function roundHalfEven(v: number): number {
-  const f = Math.floor(v);
-  const d = v - f;
-  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
-}
+import { goldenPath, readJson, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
 
 test('w8a8 3×3 stride-2 convolution: per-pixel int8 inputs times per-tap int8 weights, as defined', async () => {
   const cin = 8;

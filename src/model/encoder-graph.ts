@@ -123,9 +123,9 @@ function firstConvChannelsLast(g: GraphBuilder, chunks: string, conv: { name: st
  * input, with that tap's per-output-channel weight scales; the nine fp32 results are summed.
  * The fp32 Conv runs at the CPU's fp32 rate, the integer products at its int8 rate; the extra
  * passes (quantising the input once, nine strided copies of int8 pixels, one Sum) cost less
- * than that saves: 60 s of audio through the 0.6B encoder took a median 1.79 s instead of
- * 2.36–2.42 s with the fp32 Conv (AMD EPYC, 2 threads; the integer products ran at ~450 GOP/s,
- * the fp32 Conv at ~140 GFLOP/s).
+ * than that saves: 60 s of audio through the 0.6B encoder took a median 1.79–1.87 s instead of
+ * 2.36–2.42 s with the fp32 Conv (two A/B runs of six, AMD EPYC, 2 threads; the integer
+ * products ran at ~450 GOP/s, the fp32 Conv at ~140 GFLOP/s).
  */
 export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: Float32Array, bias: Float32Array, cin: number, cout: number, height: number): string {
   const outH = strideTwoOut(height);

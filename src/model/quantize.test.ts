@@ -23,7 +23,7 @@ import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { linearFromData } from './onnx/layers.ts';
 import { dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { goldenPath, readJson, relError, seededGaussian } from '../testing/shared.ts';
+import { goldenPath, readJson, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
 
 const N = 96;
 const K = 80; // not a multiple of the block size: the last block is padded
@@ -101,12 +101,6 @@ test('w8a8: per-row int8 activations times per-channel int8 weights, as defined'
   assert.ok(relError(out, exact) < 0.02, `vs fp32 ${relError(out, exact)}`);
   await session.release();
 });
-
-function roundHalfEven(v: number): number {
-  const f = Math.floor(v);
-  const d = v - f;
-  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
-}
 
 test('tiny-a logits: int8 and int4 error against fp32 stays within the measured bounds', async () => {
   // Three measurements per precision: the first generated token comes from the batch graph

@@ -200,7 +200,8 @@ export interface DecoderLoadOptions extends DecoderGraphOptions {
 
 /**
  * Passes with at least this many rows (batch × positions) use the batch graph. Measured
- * on a 2048×6144 int8 weight streamed from memory (µs per product, 1 / 4 / 8 / 16 rows):
+ * on the Intel VM of the second session, a 2048×6144 int8 weight streamed from memory (µs per
+ * product, 1 / 4 / 8 / 16 rows):
  * MatMulNBits 742 / 985 / 1325 / 2063; W8A8 in its first form (separate quantise and
  * rescale nodes) 841 / 950 / 1000 / 1102, in its current form 635 (1 row) and 677 (8 rows) —
  * the int8 matrix units make W8A8 nearly flat in the row count. Below 4 rows the two are

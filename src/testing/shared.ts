@@ -49,3 +49,10 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return Math.sqrt(e / d);
 }
+
+/** Rounds half to even, as QuantizeLinear does. */
+export function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
