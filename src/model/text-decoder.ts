@@ -233,8 +233,8 @@ export class TextDecoder {
     const twoGraphs = batchLinear.precision !== opts.linear.precision || batchHead.precision !== opts.head.precision;
     const base = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache };
     // With two graphs the step graph only runs passes of fewer than BATCH_GRAPH_MIN_ROWS rows.
-    const graph = { ...base, newPositionsInFp32: twoGraphs };
-    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, graph), session, graph);
+    const derived = { newPositionsInFp32: twoGraphs };
+    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, { ...base, ...derived }), session, base, derived);
     let batch: ort.InferenceSession | undefined;
     if (twoGraphs) {
       const bgraph = { ...base, linear: batchLinear, head: batchHead };

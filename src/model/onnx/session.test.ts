@@ -67,6 +67,11 @@ test('a cached build is reused, and a changed checkpoint or parameter builds ane
   await run(await createSession('m_other', scaleGraph(2), opts, { p: 1 }));
   assert.deepEqual(await run(await createSession('m', counted(15), opts, { p: 1 })), [11, 22]);
   assert.equal(readdirSync(cacheDir).filter((d) => d.startsWith('m_other-')).length, 1);
+  // A choice the code derives (a new version deciding differently) builds anew and replaces
+  // the entry of the same chosen parameters.
+  assert.deepEqual(await run(await createSession('m', counted(17), opts, { p: 1 }, { derived: true })), [17, 34]);
+  assert.deepEqual(await run(await createSession('m', counted(19), opts, { p: 1 }, { derived: true })), [17, 34], 'and is cached');
+  assert.equal(entries(), 2, 'the entry built without the derived choice is gone');
 });
 
 test('a damaged cache entry is rebuilt', async () => {

@@ -178,11 +178,21 @@ export async function createSession(
   name: string,
   build: (g: GraphBuilder) => void,
   opts: SessionOptions,
-  /** What else the graph depends on (precision, options); enables caching with opts.cacheSource. */
+  /**
+   * What the caller chose for this graph (precision, options): together with the checkpoint
+   * folder, what a cache entry is a build of. Enables caching with opts.cacheSource.
+   */
   keyParams?: unknown,
+  /**
+   * Choices the code derives from those (they change the build, so they are part of the key,
+   * but not of what the entry is a build of): a version that adds or changes one replaces the
+   * older entry instead of leaving it beside the new one.
+   */
+  derivedParams?: unknown,
 ): Promise<ort.InferenceSession> {
   const cacheRoot = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
-  const cacheKey = keyParams !== undefined && opts.cacheSource ? checkpointCacheKey(opts.cacheSource.dir, opts.cacheSource.files, { name, keyParams }) : undefined;
+  const cacheKey =
+    keyParams !== undefined && opts.cacheSource ? checkpointCacheKey(opts.cacheSource.dir, opts.cacheSource.files, { name, keyParams, derivedParams }) : undefined;
   if (cacheKey && cacheRoot && opts.cacheSource) {
     const entry = `${name}-${cacheKey}`;
     const dir = join(cacheRoot, entry);
