@@ -26,7 +26,7 @@
 import { type TextDecoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
-import { linear, linearFromData, linearGroup, rmsNorm, transpose, weight, type LinearOptions } from './onnx/layers.ts';
+import { linear, linearFromData, linearGroup, rmsNorm, rowScales, transpose, weight, type LinearOptions } from './onnx/layers.ts';
 
 const PREFIX = 'thinker.model';
 
@@ -104,7 +104,7 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const pastRows = shape(c(-1), pT);
   const newRows = shape(c(-1), sT);
   const queryZeroPoints = int8Cache ? g.op('Expand', [g.constUint8(128), shape(bT, c(kvH), g.op('Mul', [sT, c(grp)]), c(1))]) : '';
-  const newInFp32 = !int8Cache || opts.newPositionsInFp32 === true;
+  const newInFp32 = opts.newPositionsInFp32 === true; // (an fp32 cache attends in fp32 anyway)
   const zero = c(0);
   const big = c(2 ** 62);
   const lastAxis = c(-1);
@@ -221,32 +221,22 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
 }
 
 /**
- * Per-row quantisation of x along its last axis with one QuantizeLinear: x is viewed as 2-D
- * rows (`rows`, a shape tensor), quantised with per-axis scales on axis 0, and viewed back
- * as `shape`, so a score-sized tensor is read twice (max, quantise) rather than through a
- * chain of elementwise nodes. `maxAbs` divides the row's largest magnitude (127 for
- * symmetric int8, 255 for non-negative uint8). The output is uint8 with `zeroPoints` (one per
- * row) or 0, or int8 with zero point 0 when `type` says so. Returns the quantised tensor and
- * the scales (x's shape with a last axis of 1; at least 1e-30, so zero rows stay zero).
+ * Per-row quantisation of non-negative rows of dynamic length (probabilities times value
+ * scales) to uint8 (zero point 0, 255 for the row's largest value) with one QuantizeLinear:
+ * x is viewed as 2-D rows (`rows`, a shape tensor), quantised with per-axis scales on axis 0,
+ * and viewed back as `shape`, so a score-sized tensor is read twice (max, quantise) rather
+ * than through a chain of elementwise nodes. Returns the quantised tensor and the scales.
  */
-function quantizeRows(
-  g: GraphBuilder,
-  x: string,
-  o: { rows: string; shape: string; maxAbs: number; zeroPoints?: string; type?: DataType; nonNegative?: boolean; names?: { q?: string; scale?: string } },
-): { q: string; scale: string } {
-  const magnitude = o.nonNegative ? x : g.op('Abs', [x]);
-  const rowMax = g.op('ReduceMax', [magnitude, g.constInt64([-1])], { keepdims: 1 });
-  const scale = g.node('Max', [g.op('Div', [rowMax, g.constFloat([o.maxAbs])]), g.constFloat([1e-30])], {}, { outputs: o.names?.scale ? [o.names.scale] : 1 })[0];
-  const inputs = [g.op('Reshape', [x, o.rows]), g.op('Reshape', [scale, g.constInt64([-1])])];
-  if (o.zeroPoints) inputs.push(o.zeroPoints);
-  const q = g.op('QuantizeLinear', inputs, o.type === undefined ? { axis: 0 } : { axis: 0, output_dtype: o.type });
-  return { q: g.node('Reshape', [q, o.shape], {}, { outputs: o.names?.q ? [o.names.q] : 1 })[0], scale };
+function quantizeProbabilityRows(g: GraphBuilder, x: string, rows: string, shape: string): { q: string; scale: string } {
+  const scale = rowScales(g, x, 255, { nonNegative: true });
+  const q = g.op('QuantizeLinear', [g.op('Reshape', [x, rows]), g.op('Reshape', [scale, g.constInt64([-1])])], { axis: 0 });
+  return { q: g.op('Reshape', [q, shape]), scale };
 }
 
 /**
  * Per-row quantisation of vectors of static length `hd` (queries, keys, values) along the last
  * axis: one blocked QuantizeLinear with a block of the whole row, so no reshapes are needed
- * around it (quantizeRows, for rows of dynamic length, views the tensor as 2-D instead).
+ * around it (rows of dynamic length need the 2-D view of quantizeProbabilityRows instead).
  * `zeroPoints` must have the scales' shape (x's shape with a last axis of 1).
  */
 function quantizeVectors(
@@ -254,8 +244,7 @@ function quantizeVectors(
   x: string,
   o: { hd: number; maxAbs: number; zeroPoints?: string; type?: DataType; names?: { q?: string; scale?: string } },
 ): { q: string; scale: string } {
-  const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 });
-  const scale = g.node('Max', [g.op('Div', [rowMax, g.constFloat([o.maxAbs])]), g.constFloat([1e-30])], {}, { outputs: o.names?.scale ? [o.names.scale] : 1 })[0];
+  const scale = rowScales(g, x, o.maxAbs, { name: o.names?.scale });
   const inputs = o.zeroPoints ? [x, scale, o.zeroPoints] : [x, scale];
   const attrs: Record<string, number> = { axis: -1, block_size: o.hd };
   if (o.type !== undefined) attrs.output_dtype = o.type;
@@ -280,7 +269,7 @@ function int8Scores(g: GraphBuilder, queries: string, queryScale: string, keys: 
  * Returns [B, kvH, g·S, hd].
  */
 function int8Context(g: GraphBuilder, probs: string, rows: string, shape: string, values: string, valueScales: string): string {
-  const p = quantizeRows(g, g.op('Mul', [probs, valueScales]), { rows, shape, maxAbs: 255, nonNegative: true });
+  const p = quantizeProbabilityRows(g, g.op('Mul', [probs, valueScales]), rows, shape);
   return g.op('MatMulIntegerToFloat', [p.q, values, p.scale, g.constFloat([1])], {}, 'com.microsoft');
 }
 

@@ -101,8 +101,7 @@ export function linearFromData(
  */
 function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
   const q = quantizePerChannelInt8(w, n, k);
-  const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 });
-  const rowScale = g.op('Max', [g.op('Div', [rowMax, g.constFloat([127])]), g.constFloat([1e-30])]); // [rows, 1]
+  const rowScale = rowScales(g, x, 127); // [rows, 1]
   // One block of k per row (blocked QuantizeLinear): the zero point has the scales' shape,
   // 128 for every row.
   const zp = g.constUint8(128);
@@ -118,6 +117,16 @@ function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n
   // (MatMulIntegerToFloat's own bias input is ignored by the CPU kernel in this onnxruntime
   // build — the exact-definition test caught it — so the bias is a separate Add.)
   return bias ? g.op('Add', [y, g.initializer(`${name}.bias`, bias, [n])]) : y;
+}
+
+/**
+ * Scales for symmetric per-row quantisation along the last axis: max|x| / maxAbs per row (x's
+ * shape with a last axis of 1), at least 1e-30 so all-zero rows quantise to zero instead of
+ * NaN. `nonNegative` skips the Abs for rows known to be ≥ 0; `name` names the output.
+ */
+export function rowScales(g: GraphBuilder, x: string, maxAbs: number, o: { nonNegative?: boolean; name?: string } = {}): string {
+  const rowMax = g.op('ReduceMax', [o.nonNegative ? x : g.op('Abs', [x]), g.constInt64([-1])], { keepdims: 1 });
+  return g.node('Max', [g.op('Div', [rowMax, g.constFloat([maxAbs])]), g.constFloat([1e-30])], {}, { outputs: o.name ? [o.name] : 1 })[0];
 }
 
 /** Linear layer read from the checkpoint (`{prefix}.weight`, optional `{prefix}.bias`). */
