@@ -7,7 +7,7 @@
 import { logMelSpectrogram } from '../audio/features.ts';
 import { loadThinker, ThinkerModel, type ModelLoadOptions } from '../model/thinker.ts';
 import { audioTokenCount } from '../model/config.ts';
-import { argmax, leftPaddedChunk, prefillPositions } from '../model/generate.ts';
+import { argmax, prefillPrompts } from '../model/generate.ts';
 import { buildAlignerPrompt } from '../model/prompt.ts';
 import { embedPrompt } from '../model/text-decoder.ts';
 import { classesToItems } from './timestamps.ts';
@@ -90,32 +90,19 @@ export class ForcedAligner extends ThinkerModel {
       }
     }
 
-    const B = requests.length;
-    const Lmax = Math.max(...prompts.map((p) => p.ids.length));
-    const pads = prompts.map((p) => Lmax - p.ids.length);
-    const embeds = prompts.map((p, i) => embedPrompt(this.decoder, p.ids, this.config.audioTokenId, audio[i]));
-    const cache = this.decoder.newCache(B, pads);
     const C = this.config.classifyNum!;
     const classes: number[][] = prompts.map(() => []);
-    const step = prefillPositions(B);
-    for (let c0 = 0; c0 < Lmax; c0 += step) {
-      if (opts.signal?.aborted) throw new AlignerError('aborted');
-      const S = Math.min(step, Lmax - c0);
-      const chunk = leftPaddedChunk(embeds, pads, c0, S, H);
-      const rows: number[] = [];
-      const owners: number[] = [];
-      for (let b = 0; b < B; b++) {
-        for (const tp of prompts[b].timestampPositions) {
-          const abs = tp + pads[b];
-          if (abs >= c0 && abs < c0 + S) {
-            rows.push(b * S + abs - c0);
-            owners.push(b);
-          }
-        }
-      }
-      const logits = await this.decoder.forward(cache, chunk, S, rows.length ? rows : [0]);
-      owners.forEach((b, r) => classes[b].push(argmax(logits, r * C, C)));
-    }
+    await prefillPrompts(
+      this.decoder,
+      prompts.map((p, i) => ({ embeds: embedPrompt(this.decoder, p.ids, this.config.audioTokenId, audio[i]), length: p.ids.length })),
+      {
+        wanted: (i) => prompts[i].timestampPositions,
+        onLogits: (i, _, logits, offset) => classes[i].push(argmax(logits, offset, C)),
+        check: () => {
+          if (opts.signal?.aborted) throw new AlignerError('aborted');
+        },
+      },
+    );
     return requests.map((_, i) => ({
       units: units[i],
       rawClasses: classes[i],

@@ -150,3 +150,48 @@ test('int8 KV cache: the decoder graph hands over its new rows quantised in the 
     await int8.release();
   }
 });
+
+for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
+  test(`${format} KV cache: stacking rows of separately filled caches keeps every position, left-padded`, () => {
+    // Two caches as two prefill groups would leave them: own batch sizes, pads and lengths.
+    const a = new KvCache(LAYERS, 2, KVH, HD, [0, 3], format);
+    a.append(rowsFor(format, randomRows(2, 70, 1), randomRows(2, 70, 2), 70), 70); // crosses the growth step
+    const b = new KvCache(LAYERS, 1, KVH, HD, [0], format);
+    b.append(rowsFor(format, randomRows(1, 9, 3), randomRows(1, 9, 4), 9), 9);
+    const parts = [
+      { cache: b, row: 0 }, // 9 positions
+      { cache: a, row: 1 }, // 67 (3 padded)
+      { cache: a, row: 0 }, // 70
+    ];
+    const stacked = KvCache.stack(parts);
+    assert.equal(stacked.batch, 3);
+    assert.equal(stacked.len, 70);
+    assert.deepEqual(stacked.padStart, [61, 3, 0]);
+    assert.ok(stacked.cap >= 70 && stacked.cap % 64 === 0);
+    parts.forEach(({ cache, row }, r) => {
+      const n = cache.position(row);
+      for (let l = 0; l < LAYERS; l++)
+        for (let h = 0; h < KVH; h++)
+          for (let i = 0; i < n; i++) {
+            const want = cache.read(l, row, h, cache.padStart[row] + i);
+            const got = stacked.read(l, r, h, stacked.padStart[r] + i);
+            assert.deepEqual(got, want, `row ${r} l${l} h${h} position ${i}`);
+          }
+      // Padding before the row's first position stays empty.
+      if (stacked.padStart[r] > 0) assert.ok(stacked.read(0, r, 0, stacked.padStart[r] - 1).value.every((v) => v === 0));
+    });
+    // Decoding continues on the stacked cache.
+    stacked.append(rowsFor(format, randomRows(3, 1, 5), randomRows(3, 1, 6), 1), 1);
+    assert.equal(stacked.len, 71);
+    assert.deepEqual(stacked.read(1, 2, 1, 10), a.read(1, 0, 1, 10));
+  });
+}
+
+test('KV cache: caches of different shapes or formats do not stack', () => {
+  const a = new KvCache(LAYERS, 1, KVH, HD, [0], 'int8');
+  const b = new KvCache(LAYERS, 1, KVH, HD, [0], 'fp32');
+  const c = new KvCache(LAYERS, 1, KVH, HD * 2, [0], 'int8');
+  assert.throws(() => KvCache.stack([{ cache: a, row: 0 }, { cache: b, row: 0 }]), /differ/);
+  assert.throws(() => KvCache.stack([{ cache: a, row: 0 }, { cache: c, row: 0 }]), /differ/);
+  assert.throws(() => KvCache.stack([]), /nothing to stack/);
+});

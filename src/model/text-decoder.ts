@@ -149,6 +149,50 @@ export class KvCache {
     this.len += S;
   }
 
+  /**
+   * A new batch cache whose row i holds the filled positions of `parts[i]` (a row of another
+   * cache, e.g. of a prompt prefilled on its own), left-padded to the longest part. Every
+   * stored value is copied as it is (int8 rows keep their scales), so decoding on from the
+   * stacked cache computes what decoding on from each part would.
+   */
+  static stack(parts: { cache: KvCache; row: number }[]): KvCache {
+    if (parts.length === 0) throw new Error('KV cache: nothing to stack');
+    const { layers, kvHeads: kvH, headDim: hd, format } = parts[0].cache;
+    for (const { cache } of parts) {
+      if (cache.layers !== layers || cache.kvHeads !== kvH || cache.headDim !== hd || cache.format !== format) {
+        throw new Error('KV cache: stacked caches differ in layers, heads, head size or format');
+      }
+    }
+    const lengths = parts.map((p) => p.cache.position(p.row));
+    const len = Math.max(...lengths);
+    const out = new KvCache(layers, parts.length, kvH, hd, lengths.map((n) => len - n), format);
+    out.reallocate(Math.max(CACHE_STEP, Math.ceil(len / CACHE_STEP) * CACHE_STEP), parts.map((_, b) => b));
+    const cap = out.cap;
+    parts.forEach(({ cache: src, row }, b) => {
+      const n = lengths[b];
+      const from = src.padStart[row]; // first filled slot of the source row
+      const to = out.padStart[b];
+      for (let l = 0; l < layers; l++) {
+        for (let h = 0; h < kvH; h++) {
+          const s = row * kvH + h;
+          const d = b * kvH + h;
+          out.values[l].set(src.values[l].subarray((s * src.cap + from) * hd, (s * src.cap + from + n) * hd), (d * cap + to) * hd);
+          if (format === 'fp32') {
+            out.keys[l].set(src.keys[l].subarray((s * src.cap + from) * hd, (s * src.cap + from + n) * hd), (d * cap + to) * hd);
+            continue;
+          }
+          for (let i = 0; i < hd; i++) {
+            out.keys[l].set(src.keys[l].subarray((s * hd + i) * src.cap + from, (s * hd + i) * src.cap + from + n), (d * hd + i) * cap + to);
+          }
+          out.keyScales[l].set(src.keyScales[l].subarray(s * src.cap + from, s * src.cap + from + n), d * cap + to);
+          out.valueScales[l].set(src.valueScales[l].subarray(s * src.cap + from, s * src.cap + from + n), d * cap + to);
+        }
+      }
+    });
+    out.len = len;
+    return out;
+  }
+
   /** Keeps only the given rows (finished rows leave the batch). */
   keepRows(rows: number[]): void {
     this.reallocate(this.cap, rows);
@@ -218,6 +262,8 @@ export class TextDecoder {
     private readonly embedRaw: Uint8Array,
     private readonly embedDtype: 'BF16' | 'F16' | 'F32',
     readonly vocabRows: number,
+    /** Logits per row: the output head's rows (vocabulary, or the aligner's timestamp classes). */
+    readonly headRows: number,
     readonly kvCache: KvCacheFormat,
   ) {}
 
@@ -240,7 +286,7 @@ export class TextDecoder {
       const bgraph = { ...base, linear: batchLinear, head: batchHead };
       batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, bgraph), session, bgraph);
     }
-    return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.kvCache ?? 'fp32');
+    return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.headRows, opts.kvCache ?? 'fp32');
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */
