@@ -195,3 +195,20 @@ test('KV cache: caches of different shapes or formats do not stack', () => {
   assert.throws(() => KvCache.stack([{ cache: a, row: 0 }, { cache: c, row: 0 }]), /differ/);
   assert.throws(() => KvCache.stack([]), /nothing to stack/);
 });
+
+for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
+  test(`${format} KV cache: rows kept in place still grow, and only ascending rows can be kept`, () => {
+    const cache = new KvCache(LAYERS, 4, KVH, HD, [0, 0, 0, 0], format);
+    cache.append(rowsFor(format, randomRows(4, 60, 11), randomRows(4, 60, 12), 60), 60);
+    const before = [1, 3].map((b) => cache.read(1, b, 1, 59));
+    cache.keepRows([1, 3]);
+    assert.equal(cache.keys[0].length, 2 * KVH * HD * cache.cap, 'arrays are views of the kept rows');
+    // Growth past the cache step reallocates from those views.
+    for (let i = 0; i < 10; i++) cache.append(rowsFor(format, randomRows(2, 1, 20 + i), randomRows(2, 1, 40 + i), 1), 1);
+    assert.equal(cache.len, 70);
+    assert.equal(cache.cap, 128);
+    [0, 1].forEach((b) => assert.deepEqual(cache.read(1, b, 1, 59), before[b]));
+    assert.throws(() => cache.keepRows([1, 0]), /ascending/);
+    assert.throws(() => cache.keepRows([0, 2]), /ascending rows of the batch/);
+  });
+}

@@ -64,8 +64,9 @@ export class KvCache {
     this.values = Array.from({ length: layers }, () => this.tensor(0));
     this.keyScales = Array.from({ length: layers }, () => new Float32Array(0));
     this.valueScales = Array.from({ length: layers }, () => new Float32Array(0));
-    // The int8 graph's row reductions need at least one (masked) past position.
-    if (format === 'int8') this.reallocate(CACHE_STEP, Array.from({ length: batch }, (_, b) => b));
+    // The int8 graph's row reductions need at least one (masked) past position; one, not a
+    // growth step's worth, so a first prompt pass does not attend to 64 empty slots.
+    if (format === 'int8') this.reallocate(1);
   }
 
   private tensor(n: number): Float32Array | Int8Array {
@@ -77,35 +78,28 @@ export class KvCache {
     return this.len - this.padStart[b];
   }
 
-  private reallocate(cap: number, rows: number[]): void {
+  /** New arrays of `cap` positions per row and head, holding the `len` positions stored so far. */
+  private reallocate(cap: number): void {
     const { kvHeads: kvH, headDim: hd, len, format } = this;
-    const keep = Math.min(len, cap);
+    const BH = this.batch * kvH;
+    const old = this.cap;
     for (let l = 0; l < this.layers; l++) {
-      const oldK = this.keys[l];
-      const oldV = this.values[l];
-      const nextK = this.tensor(rows.length * kvH * cap * hd);
-      const nextV = this.tensor(rows.length * kvH * cap * hd);
-      const nextKs = new Float32Array(format === 'int8' ? rows.length * kvH * cap : 0);
+      const nextK = this.tensor(BH * cap * hd);
+      const nextV = this.tensor(BH * cap * hd);
+      const nextKs = new Float32Array(format === 'int8' ? BH * cap : 0);
       const nextVs = new Float32Array(nextKs.length);
-      rows.forEach((b, nb) => {
-        for (let h = 0; h < kvH; h++) {
-          const from = b * kvH + h;
-          const to = nb * kvH + h;
-          // Values (and fp32 keys): `keep` rows of hd.
-          nextV.set(oldV.subarray(from * this.cap * hd, from * this.cap * hd + keep * hd), to * cap * hd);
-          if (format === 'fp32') {
-            nextK.set(oldK.subarray(from * this.cap * hd, from * this.cap * hd + keep * hd), to * cap * hd);
-          } else {
-            // int8 keys are [hd, cap] per head: copy each dimension's first `keep` positions.
-            for (let d = 0; d < hd; d++) {
-              const src = (from * hd + d) * this.cap;
-              nextK.set(oldK.subarray(src, src + keep), (to * hd + d) * cap);
-            }
-            nextKs.set(this.keyScales[l].subarray(from * this.cap, from * this.cap + keep), to * cap);
-            nextVs.set(this.valueScales[l].subarray(from * this.cap, from * this.cap + keep), to * cap);
-          }
+      for (let bh = 0; bh < BH && len > 0; bh++) {
+        // Values (and fp32 keys): `len` rows of hd.
+        copyRun(nextV, bh * cap * hd, this.values[l], bh * old * hd, len * hd);
+        if (format === 'fp32') {
+          copyRun(nextK, bh * cap * hd, this.keys[l], bh * old * hd, len * hd);
+          continue;
         }
-      });
+        // int8 keys are [hd, cap] per head: each dimension's first `len` positions.
+        for (let d = 0; d < hd; d++) copyRun(nextK, (bh * hd + d) * cap, this.keys[l], (bh * hd + d) * old, len);
+        copyRun(nextKs, bh * cap, this.keyScales[l], bh * old, len);
+        copyRun(nextVs, bh * cap, this.valueScales[l], bh * old, len);
+      }
       this.keys[l] = nextK;
       this.values[l] = nextV;
       this.keyScales[l] = nextKs;
@@ -121,7 +115,7 @@ export class KvCache {
   append(rows: NewKvRows, S: number): void {
     if (this.format !== rows.format) throw new Error(`KV cache: ${rows.format} rows appended to a ${this.format} cache`);
     if (this.len + S > this.cap) {
-      this.reallocate(Math.ceil((this.len + S) / CACHE_STEP) * CACHE_STEP, Array.from({ length: this.batch }, (_, b) => b));
+      this.reallocate(Math.ceil((this.len + S) / CACHE_STEP) * CACHE_STEP);
     }
     const { kvHeads: kvH, headDim: hd, cap, len } = this;
     const BH = this.batch * kvH;
@@ -131,19 +125,30 @@ export class KvCache {
       const newKeys = rows.keys[l];
       const newValues = rows.values[l];
       // Values (and fp32 keys): S rows of hd per head, contiguous on both sides.
-      for (let bh = 0; bh < BH; bh++) values.set(newValues.subarray(bh * S * hd, (bh + 1) * S * hd), (bh * cap + len) * hd);
+      for (let bh = 0; bh < BH; bh++) copyRun(values, (bh * cap + len) * hd, newValues, bh * S * hd, S * hd);
       if (rows.format === 'fp32') {
-        for (let bh = 0; bh < BH; bh++) keys.set(newKeys.subarray(bh * S * hd, (bh + 1) * S * hd), (bh * cap + len) * hd);
+        for (let bh = 0; bh < BH; bh++) copyRun(keys, (bh * cap + len) * hd, newKeys, bh * S * hd, S * hd);
         continue;
       }
       // int8 keys are [hd, positions] per head: S positions of each dimension.
-      for (let r = 0; r < BH * hd; r++) {
-        if (S === 1) keys[r * cap + len] = newKeys[r];
-        else keys.set(newKeys.subarray(r * S, (r + 1) * S), r * cap + len);
+      const keyScales = this.keyScales[l];
+      const valueScales = this.valueScales[l];
+      if (S === 1) {
+        // A generation step: one position, element by element (monomorphic loops; a call or a
+        // subarray per element made this ~2 ms a step).
+        const k = keys as Int8Array;
+        const nk = newKeys as Int8Array;
+        for (let r = 0; r < BH * hd; r++) k[r * cap + len] = nk[r];
+        for (let bh = 0; bh < BH; bh++) {
+          keyScales[bh * cap + len] = rows.keyScales[l][bh];
+          valueScales[bh * cap + len] = rows.valueScales[l][bh];
+        }
+        continue;
       }
+      for (let r = 0; r < BH * hd; r++) copyRun(keys, r * cap + len, newKeys, r * S, S);
       for (let bh = 0; bh < BH; bh++) {
-        this.keyScales[l].set(rows.keyScales[l].subarray(bh * S, (bh + 1) * S), bh * cap + len);
-        this.valueScales[l].set(rows.valueScales[l].subarray(bh * S, (bh + 1) * S), bh * cap + len);
+        copyRun(keyScales, bh * cap + len, rows.keyScales[l], bh * S, S);
+        copyRun(valueScales, bh * cap + len, rows.valueScales[l], bh * S, S);
       }
     }
     this.len += S;
@@ -166,7 +171,7 @@ export class KvCache {
     const lengths = parts.map((p) => p.cache.position(p.row));
     const len = Math.max(...lengths);
     const out = new KvCache(layers, parts.length, kvH, hd, lengths.map((n) => len - n), format);
-    out.reallocate(Math.max(CACHE_STEP, Math.ceil(len / CACHE_STEP) * CACHE_STEP), parts.map((_, b) => b));
+    out.reallocate(Math.max(CACHE_STEP, Math.ceil(len / CACHE_STEP) * CACHE_STEP));
     const cap = out.cap;
     parts.forEach(({ cache: src, row }, b) => {
       const n = lengths[b];
@@ -193,9 +198,30 @@ export class KvCache {
     return out;
   }
 
-  /** Keeps only the given rows (finished rows leave the batch). */
+  /**
+   * Keeps only the given rows, ascending (finished rows leave the batch). Rows move down in
+   * place and the arrays become views of their first rows: no allocation, and no copy at all
+   * of the rows before the first one that left.
+   */
   keepRows(rows: number[]): void {
-    this.reallocate(this.cap, rows);
+    if (rows.some((b, i) => b < i || (i > 0 && b <= rows[i - 1]) || b >= this.batch)) throw new Error(`KV cache: keepRows needs ascending rows of the batch, got ${rows}`);
+    const { kvHeads: kvH, headDim: hd, cap } = this;
+    const block = kvH * cap * hd; // one row of keys or values
+    const scaleBlock = kvH * cap;
+    const compact = <T extends Float32Array | Int8Array>(a: T, n: number): T => {
+      rows.forEach((b, nb) => {
+        if (b !== nb) a.copyWithin(nb * n, b * n, (b + 1) * n);
+      });
+      return a.subarray(0, rows.length * n) as T;
+    };
+    for (let l = 0; l < this.layers; l++) {
+      this.keys[l] = compact(this.keys[l], block);
+      this.values[l] = compact(this.values[l], block);
+      if (this.format === 'int8') {
+        this.keyScales[l] = compact(this.keyScales[l], scaleBlock);
+        this.valueScales[l] = compact(this.valueScales[l], scaleBlock);
+      }
+    }
     this.padStart = rows.map((b) => this.padStart[b]);
     this.batch = rows.length;
   }
@@ -231,6 +257,12 @@ export class KvCache {
     into[`past_key_scale.${layer}`] = new ort.Tensor('float32', this.keyScales[layer], [B, kvH, 1, P]);
     into[`past_value_scale.${layer}`] = new ort.Tensor('float32', this.valueScales[layer], [B, kvH, 1, P]);
   }
+}
+
+/** dst[dstAt .. dstAt + n) = src[srcAt .. srcAt + n): a plain loop for short runs, a block copy for long ones. */
+function copyRun<T extends Float32Array | Int8Array>(dst: T, dstAt: number, src: T, srcAt: number, n: number): void {
+  if (n >= 64) dst.set(src.subarray(srcAt, srcAt + n), dstAt);
+  else for (let i = 0; i < n; i++) dst[dstAt + i] = src[srcAt + i];
 }
 
 export interface DecoderLoadOptions extends DecoderGraphOptions {

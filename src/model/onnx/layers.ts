@@ -100,18 +100,27 @@ export function linearFromData(
  * the first form had 12 (Div/Round/Add/Cast for the input, Cast/Mul/Mul on the output).
  */
 function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
-  const q = quantizePerChannelInt8(w, n, k);
+  return w8a8Product(g, quantizeActivations(g, x, k), name, w, n, k, bias);
+}
+
+/** The per-row uint8 activations of a W8A8 product (see w8a8Linear) and their row scales. */
+function quantizeActivations(g: GraphBuilder, x: string, k: number): { xq: string; rowScale: string } {
   const rowScale = rowScales(g, x, 127); // [rows, 1]
   // One block of k per row (blocked QuantizeLinear): the zero point has the scales' shape,
   // 128 for every row.
   const zp = g.constUint8(128);
   const xq = g.op('QuantizeLinear', [x, rowScale, g.op('Expand', [zp, g.op('Shape', [rowScale])])], { axis: -1, block_size: k });
+  return { xq, rowScale };
+}
+
+function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
+  const q = quantizePerChannelInt8(w, n, k);
   const inputs = [
-    xq,
+    a.xq,
     g.initializer(`${name}.qweight_kn`, q.weights, [k, n], DataType.INT8),
-    rowScale,
+    a.rowScale,
     g.initializer(`${name}.channel_scales`, q.scales, [n]),
-    zp,
+    g.constUint8(128),
   ];
   const y = g.op('MatMulIntegerToFloat', inputs, {}, 'com.microsoft');
   // (MatMulIntegerToFloat's own bias input is ignored by the CPU kernel in this onnxruntime
@@ -146,10 +155,15 @@ export function linear(
 }
 
 /**
- * Several linear layers reading the same input, run as one: the weights are stacked along
- * the output axis and the result split again. Numerically identical (each output row keeps
- * its own weights and quantisation blocks), but one large product instead of several small
- * ones — for a single decoded token, per-call overhead is a large part of each small product.
+ * Several linear layers reading the same input, run as one where that pays:
+ * - block-quantised and fp32 weights are stacked along the output axis and the result split
+ *   again: numerically identical (each output row keeps its own weights and quantisation
+ *   blocks), but one product instead of several small ones — for a single decoded token,
+ *   per-call overhead is a large part of each small product;
+ * - W8A8 (many-row passes) quantises the input once and runs one product per layer on it:
+ *   a Split would copy every output (a 512-row 0.6B prompt pass copied 10,240 floats a row
+ *   per layer, ~4% of the pass in a profile), while the products lose nothing by being
+ *   separate at hundreds of rows.
  */
 export function linearGroup(
   g: GraphBuilder,
@@ -162,13 +176,19 @@ export function linearGroup(
   opts: LinearOptions,
   name: string,
 ): string[] {
+  const weights = prefixes.map((prefix, i) => weight(store, `${prefix}.weight`, [ns[i], k]));
+  const biases = prefixes.map((prefix, i) => (hasBias ? weight(store, `${prefix}.bias`, [ns[i]]) : undefined));
+  if (opts.precision === 'w8a8') {
+    const a = quantizeActivations(g, x, k);
+    return prefixes.map((prefix, i) => w8a8Product(g, a, prefix, weights[i], ns[i], k, biases[i]));
+  }
   const total = ns.reduce((a, b) => a + b, 0);
   const w = new Float32Array(total * k);
   const b = hasBias ? new Float32Array(total) : undefined;
   let row = 0;
-  prefixes.forEach((prefix, i) => {
-    w.set(weight(store, `${prefix}.weight`, [ns[i], k]), row * k);
-    if (b) b.set(weight(store, `${prefix}.bias`, [ns[i]]), row);
+  prefixes.forEach((_, i) => {
+    w.set(weights[i], row * k);
+    b?.set(biases[i]!, row);
     row += ns[i];
   });
   const y = linearFromData(g, x, name, w, total, k, b, opts);
