@@ -1,20 +1,21 @@
 /**
- * ONNX graph of the Qwen3 text decoder (spec §6), one graph for prefill and for every
- * generation step.
+ * ONNX graph of the Qwen3 text decoder (spec §6): one form for passes of any length (prompts,
+ * steps), and a leaner one for generation steps of one position per row (singlePosition).
  *
  * Inputs: inputs_embeds [B, S, H] (the host looks up embeddings and inserts the audio rows),
  * position_ids [B, S], past_mask [B, 1, g·S, P] and new_mask [B, 1, g·S, S] (additive: 0 or a
  * large negative; one row per query row of the grouped layout used below, where row r is
  * position r mod S, so they apply to the scores without reshapes), logit_rows [R] (rows of
- * the flattened [B·S] sequence whose logits are wanted), and past_key.i / past_value.i [B, kvH, P, hd] per layer — or, with an int8
- * cache, past_key.i int8 [B, kvH, hd, P], past_value.i int8 [B, kvH, P, hd] and their
+ * the flattened [B·S] sequence whose logits are wanted), and past_key.i / past_value.i
+ * [B, kvH, P, hd] per layer — or, with an int8 cache, past_key.i int8 [B, kvH, hd, P], past_value.i int8 [B, kvH, P, hd] and their
  * per-position scales past_key_scale.i / past_value_scale.i [B, kvH, 1, P].
  * Outputs: logits [R, V] and new_key.i / new_value.i [B, kvH, S, hd] — or, with an int8
  * cache, the new rows already quantised in the cache's layouts: new_key.i int8 [B, kvH, hd, S],
  * new_value.i int8 [B, kvH, S, hd] and their scales new_key_scale.i / new_value_scale.i
  * [B, kvH, S, 1] (quantising 29 M values of a 512-row 0.6B prompt pass on the host took
  * ~0.5 s; in the graph it is a few elementwise passes, and the outputs copied back are a
- * quarter of the bytes).
+ * quarter of the bytes). The singlePosition form has no new_mask and returns fp32 rows
+ * [B, kvH, 1, hd] for the host to quantise (a few thousand values a step).
  *
  * Why attention is split into a "past" and a "new" part instead of concatenating the KV
  * cache: onnxruntime-node copies every output into a fresh buffer, so a graph that returns
@@ -41,12 +42,17 @@ export interface DecoderGraphOptions {
   /** How the host stores the past (text-decoder.ts KvCacheFormat); default fp32. */
   kvCache?: 'fp32' | 'int8';
   /**
-   * With an int8 cache: attend to the pass's own new positions in fp32 (their keys and values
-   * exist in fp32 before they are quantised for the cache) instead of through the int8
-   * products. For a graph that only runs passes of a few rows (generation steps): it saves
-   * ten nodes a layer, and each node of a one-token step costs more in overhead than in work.
+   * A graph for generation steps only: one new position per row (S = 1), for small batches.
+   * Each node of a one-token step costs more in overhead than in work, so this form drops
+   * what S = 1 makes unnecessary: the new-position mask (a position always sees itself), the
+   * transposes between [B, S, heads, hd] and [B, heads, S, hd] (the same bytes when S = 1),
+   * the shape arithmetic (shapes are constants but for the batch), and, with an int8 cache,
+   * the quantisation of the new keys and values (the host quantises them, text-decoder.ts
+   * quantizeNewRows: 2·kvH vectors of hd per row and layer) — it attends to its own new
+   * position in fp32. Inputs: no new_mask, past_mask [B, 1, g, P]; outputs new_key.i and
+   * new_value.i are fp32 [B, kvH, 1, hd] whatever the cache format.
    */
-  newPositionsInFp32?: boolean;
+  singlePosition?: boolean;
 }
 
 export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg: TextDecoderConfig, opts: DecoderGraphOptions): void {
@@ -58,11 +64,12 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const eps = cfg.rmsNormEps;
   const L = cfg.layers;
 
-  const embeds = g.input('inputs_embeds', DataType.FLOAT, ['batch', 'seq', H]);
-  const positions = g.input('position_ids', DataType.INT64, ['batch', 'seq']);
+  const one = opts.singlePosition === true;
+  const embeds = g.input('inputs_embeds', DataType.FLOAT, ['batch', one ? 1 : 'seq', H]);
+  const positions = g.input('position_ids', DataType.INT64, ['batch', one ? 1 : 'seq']);
   // Masks per query row of the grouped layout (row g·S + i is position i; see below).
-  const pastMask = g.input('past_mask', DataType.FLOAT, ['batch', 1, 'query_rows', 'past']);
-  const newMask = g.input('new_mask', DataType.FLOAT, ['batch', 1, 'query_rows', 'seq']);
+  const pastMask = g.input('past_mask', DataType.FLOAT, ['batch', 1, one ? grp : 'query_rows', 'past']);
+  const newMask = one ? '' : g.input('new_mask', DataType.FLOAT, ['batch', 1, 'query_rows', 'seq']);
   const logitRows = g.input('logit_rows', DataType.INT64, ['rows']);
   const int8Cache = opts.kvCache === 'int8';
   const pastK: string[] = [];
@@ -87,24 +94,24 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
 
   // Dynamic sizes as 1-D int64 tensors, for building shapes.
   const bT = g.op('Shape', [embeds], { start: 0, end: 1 });
-  const sT = g.op('Shape', [embeds], { start: 1, end: 2 });
+  const sT = one ? g.constInt64([1]) : g.op('Shape', [embeds], { start: 1, end: 2 });
   const pT = g.op('Shape', [pastV[0]], { start: 2, end: 3 });
   const c = (...v: number[]) => g.constInt64(v);
   const shape = (...parts: string[]) => g.op('Concat', parts, { axis: 0 });
   const reshapeTo = (x: string, s: string) => g.op('Reshape', [x, s], { allowzero: 1 });
-  // Shapes are built once per graph (each is a node run on every pass), not once per layer.
-  const shapesBSHd = new Map([nH, kvH].map((h) => [h, shape(bT, sT, c(h), c(hd))]));
-  const shapeBSHd = (heads: number) => shapesBSHd.get(heads)!;
-  const shapeGroupedQ = shape(bT, c(kvH), c(-1), c(hd)); // [B, kvH, g·S, hd]
-  const shapeProbsPast = shape(bT, c(kvH), c(-1), pT);
-  const shapeProbsNew = shape(bT, c(kvH), c(-1), sT);
-  const shapeCtx = shape(bT, c(nH), sT, c(hd));
+  // Shapes are built once per graph (each is a node run on every pass), not once per layer;
+  // with one position per row they are constants but for the batch (-1).
+  const shapeBSHd = (heads: number) => (one ? c(-1, heads, 1, hd) : shape(bT, sT, c(heads), c(hd)));
+  const [shapeBSHdQ, shapeBSHdKv] = [shapeBSHd(nH), shapeBSHd(kvH)];
+  const shapeGroupedQ = one ? c(-1, kvH, grp, hd) : shape(bT, c(kvH), c(-1), c(hd)); // [B, kvH, g·S, hd]
+  const shapeProbsPast = int8Cache ? shape(bT, c(kvH), c(-1), pT) : '';
+  const shapeProbsNew = int8Cache && !one ? shape(bT, c(kvH), c(-1), sT) : '';
+  const shapeCtx = one ? '' : shape(bT, c(nH), sT, c(hd));
   // Row views for per-row quantisation of probability rows over the past or the new
   // positions (their length is dynamic); queries' zero point 128 per row [B, kvH, g·S, 1].
-  const pastRows = shape(c(-1), pT);
-  const newRows = shape(c(-1), sT);
-  const queryZeroPoints = int8Cache ? g.op('Expand', [g.constUint8(128), shape(bT, c(kvH), g.op('Mul', [sT, c(grp)]), c(1))]) : '';
-  const newInFp32 = opts.newPositionsInFp32 === true; // (an fp32 cache attends in fp32 anyway)
+  const pastRows = int8Cache ? shape(c(-1), pT) : '';
+  const newRows = int8Cache && !one ? shape(c(-1), sT) : '';
+  const queryZeroPoints = int8Cache ? g.op('Expand', [g.constUint8(128), shape(bT, c(kvH), one ? c(grp) : g.op('Mul', [sT, c(grp)]), c(1))]) : '';
   const zero = c(0);
   const big = c(2 ** 62);
   const lastAxis = c(-1);
@@ -142,22 +149,28 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
       opts.linear,
       `${p}.self_attn.qkv_proj`,
     );
-    // [B·S, heads·hd] -> [B, heads, S, hd], then the per-head RMSNorm and RoPE in that layout.
-    // Graph outputs are named where they are computed (an Identity would copy them).
-    const normRope = (y: string, norm: string, heads: number, output?: string) => {
-      const bnsh = transpose(g, reshapeTo(y, shapeBSHd(heads)), [0, 2, 1, 3]);
-      const normed = rmsNorm(g, store, bnsh, `${p}.self_attn.${norm}.weight`, hd, eps);
+    // [B·S, heads·hd] -> [B, heads, S, hd] (a transpose unless S = 1), then the per-head
+    // RMSNorm and RoPE in that layout. Graph outputs are named where they are computed (an
+    // Identity would copy them).
+    const heads = (y: string, n: number, output?: string) => {
+      const shaped = n === nH ? shapeBSHdQ : shapeBSHdKv;
+      if (one) return g.node('Reshape', [y, shaped], { allowzero: 1 }, { outputs: output ? [output] : 1 })[0];
+      return g.node('Transpose', [reshapeTo(y, shaped)], { perm: [0, 2, 1, 3] }, { outputs: output ? [output] : 1 })[0];
+    };
+    const normRope = (y: string, norm: string, n: number, output?: string) => {
+      const normed = rmsNorm(g, store, heads(y, n), `${p}.self_attn.${norm}.weight`, hd, eps);
       return g.node('RotaryEmbedding', [normed, positions, cosName, sinName], { interleaved: 0 }, { domain: 'com.microsoft', outputs: output ? [output] : 1 })[0];
     };
+    // fp32 outputs when the cache is fp32 or the host quantises them (singlePosition).
+    const fp32Out = !int8Cache || one;
     const q = reshapeTo(normRope(qProj, 'q_norm', nH), shapeGroupedQ);
-    const k = normRope(kProj, 'k_norm', kvH, int8Cache ? undefined : `new_key.${l}`);
-    const v = g.node('Transpose', [reshapeTo(vProj, shapeBSHd(kvH))], { perm: [0, 2, 1, 3] }, { outputs: int8Cache ? 1 : [`new_value.${l}`] })[0];
-    // With an int8 cache the graph hands the cache its new rows already quantised, in the
-    // cache's layouts, and attends to them in that form too (like to the past) unless
-    // newPositionsInFp32 says to use their fp32 form.
+    const k = normRope(kProj, 'k_norm', kvH, fp32Out ? `new_key.${l}` : undefined);
+    const v = heads(vProj, kvH, fp32Out ? `new_value.${l}` : undefined);
+    // Otherwise, with an int8 cache, the graph hands the cache its new rows already
+    // quantised, in the cache's layouts, and attends to them in that form too (like to the past).
     const asInt8 = (x: string, names: { q?: string; scale: string }) => quantizeVectors(g, x, { hd, maxAbs: 127, type: DataType.INT8, names });
-    const qk = int8Cache ? asInt8(k, { scale: `new_key_scale.${l}` }) : undefined;
-    const qv = int8Cache ? asInt8(v, { q: `new_value.${l}`, scale: `new_value_scale.${l}` }) : undefined;
+    const qk = fp32Out ? undefined : asInt8(k, { scale: `new_key_scale.${l}` });
+    const qv = fp32Out ? undefined : asInt8(v, { q: `new_value.${l}`, scale: `new_value_scale.${l}` });
     if (qk) g.node('Transpose', [qk.q], { perm: [0, 1, 3, 2] }, { outputs: [`new_key.${l}`] });
 
     // Query head j uses kv head floor(j / grp): grouping q as [B, kvH, grp·S, hd] lines them up
@@ -165,24 +178,26 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const fp32Scores = (keys: string) => g.op('FusedMatMul', [q, keys], { transB: 1, alpha: scale }, 'com.microsoft');
     let sPastRaw: string;
     let sNewRaw: string;
-    if (qk) {
+    if (int8Cache) {
       const qq = quantizeVectors(g, q, { hd, maxAbs: 127, zeroPoints: queryZeroPoints });
       const queryScale = g.op('Mul', [qq.scale, g.constFloat([scale.float])]); // 1/√hd folded into the row scales
       sPastRaw = int8Scores(g, qq.q, queryScale, pastK[l], pastKScale[l]);
-      sNewRaw = newInFp32 ? fp32Scores(k) : int8Scores(g, qq.q, queryScale, `new_key.${l}`, asColumns(qk.scale));
+      sNewRaw = qk ? int8Scores(g, qq.q, queryScale, `new_key.${l}`, asColumns(qk.scale)) : fp32Scores(k);
     } else {
       sPastRaw = fp32Scores(pastK[l]);
       sNewRaw = fp32Scores(k);
     }
     const sPast = g.op('Add', [sPastRaw, pastMask]);
-    const sNew = g.op('Add', [sNewRaw, newMask]);
+    // (One new position per row always sees itself: no mask.)
+    const sNew = one ? sNewRaw : g.op('Add', [sNewRaw, newMask]);
     const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
     const pPast = g.op('Slice', [probs, zero, pT, lastAxis]);
     const pNew = g.op('Slice', [probs, pT, big, lastAxis]);
     const ctxPast = int8Cache ? int8Context(g, pPast, pastRows, shapeProbsPast, pastV[l], pastVScale[l]) : g.op('MatMul', [pPast, pastV[l]]);
-    const ctxNew = qv && !newInFp32 ? int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale)) : g.op('MatMul', [pNew, v]);
+    const ctxNew = qv ? int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale)) : g.op('MatMul', [pNew, v]);
     const ctx = g.op('Add', [ctxPast, ctxNew]);
-    const ctx2d = g.op('Reshape', [transpose(g, reshapeTo(ctx, shapeCtx), [0, 2, 1, 3]), g.constInt64([-1, nH * hd])]);
+    // [B, kvH, g·S, hd] is [B, heads, S, hd]; back to rows of heads·hd (with S = 1, the same bytes).
+    const ctx2d = one ? g.op('Reshape', [ctx, c(-1, nH * hd)]) : g.op('Reshape', [transpose(g, reshapeTo(ctx, shapeCtx), [0, 2, 1, 3]), c(-1, nH * hd)]);
     const attnOut = linear(g, store, ctx2d, `${p}.self_attn.o_proj`, H, nH * hd, false, opts.linear);
 
     const b = addAndNorm(attnOut, `${p}.post_attention_layernorm.weight`);
@@ -208,7 +223,10 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   g.node('Identity', [logits], {}, { outputs: ['logits'] });
   g.output('logits', DataType.FLOAT, ['rows', opts.headRows]);
   for (let l = 0; l < L; l++) {
-    if (int8Cache) {
+    if (one) {
+      g.output(`new_key.${l}`, DataType.FLOAT, ['batch', kvH, 1, hd]);
+      g.output(`new_value.${l}`, DataType.FLOAT, ['batch', kvH, 1, hd]);
+    } else if (int8Cache) {
       g.output(`new_key.${l}`, DataType.INT8, ['batch', kvH, hd, 'seq']);
       g.output(`new_key_scale.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', 1]);
       g.output(`new_value.${l}`, DataType.INT8, ['batch', kvH, 'seq', hd]);
@@ -239,7 +257,7 @@ function quantizeProbabilityRows(g: GraphBuilder, x: string, rows: string, shape
  * around it (rows of dynamic length need the 2-D view of quantizeProbabilityRows instead).
  * `zeroPoints` must have the scales' shape (x's shape with a last axis of 1).
  */
-function quantizeVectors(
+export function quantizeVectors(
   g: GraphBuilder,
   x: string,
   o: { hd: number; maxAbs: number; zeroPoints?: string; type?: DataType; names?: { q?: string; scale?: string } },

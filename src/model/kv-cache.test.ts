@@ -5,8 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AsrModel } from './asr-model.ts';
-import { KvCache, type KvCacheFormat, type NewKvRows } from './text-decoder.ts';
-import { goldenPath } from '../testing/shared.ts';
+import ort from 'onnxruntime-node';
+import { KvCache, quantizeVectorsInt8, type KvCacheFormat, type NewKvRows } from './text-decoder.ts';
+import { quantizeVectors } from './decoder-graph.ts';
+import { DataType, GraphBuilder } from './onnx/graph.ts';
+import { goldenPath, seededGaussian } from '../testing/shared.ts';
 
 const LAYERS = 2;
 const KVH = 2;
@@ -212,3 +215,32 @@ for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
     assert.throws(() => cache.keepRows([0, 2]), /ascending rows of the batch/);
   });
 }
+
+test('host quantisation of a step\'s new keys and values equals the graph\'s, bit for bit', async () => {
+  // The step graph hands its new rows over in fp32 and the host quantises them; the batch
+  // graph quantises in the graph (quantizeVectors). Both must store the same int8 cache.
+  const hd = 16;
+  const rows = 64;
+  const x = Float32Array.from({ length: rows * hd }, seededGaussian(5));
+  x.fill(0, 3 * hd, 4 * hd); // an all-zero vector
+  // Row 5: max 31.75, so scale = 0.25 exactly, and (i − 8)·0.125 / 0.25 = (i − 8) / 2 makes
+  // every odd i − 8 a tie.
+  x[5 * hd] = 127 * 0.25;
+  for (let i = 1; i < hd; i++) x[5 * hd + i] = (i - 8) * 0.125;
+  const g = new GraphBuilder('quantize-vectors');
+  const xin = g.input('x', DataType.FLOAT, [rows, hd]);
+  const q = quantizeVectors(g, xin, { hd, maxAbs: 127, type: DataType.INT8, names: { q: 'q', scale: 's' } });
+  assert.equal(q.q, 'q');
+  g.output('q', DataType.INT8, [rows, hd]);
+  g.output('s', DataType.FLOAT, [rows, 1]);
+  const session = await ort.InferenceSession.create(g.toBytes());
+  try {
+    const out = await session.run({ x: new ort.Tensor('float32', x, [rows, hd]) });
+    const host = quantizeVectorsInt8(x, hd);
+    assert.deepEqual(Array.from(host.scales), Array.from(out.s.data as Float32Array));
+    assert.deepEqual(Array.from(host.q), Array.from(out.q.data as Int8Array));
+    assert.ok(host.q.subarray(5 * hd, 6 * hd).some((v) => v % 2 === 0 && v !== 0), 'the tie row has even results');
+  } finally {
+    await session.release();
+  }
+});

@@ -259,6 +259,38 @@ export class KvCache {
   }
 }
 
+const FLOOR = Math.fround(1e-30);
+
+/**
+ * Symmetric int8 quantisation of consecutive vectors of `hd` values, exactly as the decoder
+ * graph's quantizeVectors computes it in float32: scale = max(max|x| / 127, 1e-30), then
+ * x / scale rounded half to even (no saturation needed: |x / scale| ≤ 127).
+ */
+export function quantizeVectorsInt8(x: Float32Array, hd: number): { q: Int8Array; scales: Float32Array } {
+  const n = x.length / hd;
+  const q = new Int8Array(x.length);
+  const scales = new Float32Array(n);
+  for (let r = 0; r < n; r++) {
+    const at = r * hd;
+    let max = 0;
+    for (let i = 0; i < hd; i++) {
+      const a = Math.abs(x[at + i]);
+      if (a > max) max = a;
+    }
+    const scale = Math.max(Math.fround(max / 127), FLOOR);
+    scales[r] = scale;
+    for (let i = 0; i < hd; i++) {
+      const v = Math.fround(x[at + i] / scale);
+      // Half up, then a tie that went up to an odd number goes to the even one below. (floor,
+      // not Math.round: several times slower in this V8; the rare tie keeps the branch predictable.)
+      let t = Math.floor(v + 0.5);
+      if (t - v === 0.5 && (t & 1) !== 0) t -= 1;
+      q[at + i] = t;
+    }
+  }
+  return { q, scales };
+}
+
 /** dst[dstAt .. dstAt + n) = src[srcAt .. srcAt + n): a plain loop for short runs, a block copy for long ones. */
 function copyRun<T extends Float32Array | Int8Array>(dst: T, dstAt: number, src: T, srcAt: number, n: number): void {
   if (n >= 64) dst.set(src.subarray(srcAt, srcAt + n), dstAt);
@@ -275,13 +307,17 @@ export interface DecoderLoadOptions extends DecoderGraphOptions {
 }
 
 /**
- * Passes with at least this many rows (batch × positions) use the batch graph. Measured
- * on the Intel VM of the second session, a 2048×6144 int8 weight streamed from memory (µs per
+ * Generation steps of fewer than this many rows run on the step graph; every other pass
+ * (steps of larger batches, prompts) on the batch graph. Measured on the Intel VM of the
+ * second session, a 2048×6144 int8 weight streamed from memory (µs per
  * product, 1 / 4 / 8 / 16 rows):
  * MatMulNBits 742 / 985 / 1325 / 2063; W8A8 in its first form (separate quantise and
  * rescale nodes) 841 / 950 / 1000 / 1102, in its current form 635 (1 row) and 677 (8 rows) —
  * the int8 matrix units make W8A8 nearly flat in the row count. Below 4 rows the two are
- * within this VM's run-to-run noise, and MatMulNBits is the only one with int4 weights.
+ * within this VM's run-to-run noise, and MatMulNBits is the only one with int4 weights. On
+ * the AMD VM of the fourth and fifth sessions, 0.6B steps at 300 positions, step graph vs
+ * batch graph (ms, alternating runs): int8 1 row 29–36 vs 35–37, 3 rows 41–47 vs 42–49;
+ * int4 3 rows 41–49 vs 45–51, 4 rows 54–65 vs 58–68 — no reason to move the threshold.
  */
 const BATCH_GRAPH_MIN_ROWS = 4;
 
@@ -310,8 +346,9 @@ export class TextDecoder {
     const batchHead = opts.batchHead ?? opts.head;
     const twoGraphs = batchLinear.precision !== opts.linear.precision || batchHead.precision !== opts.head.precision;
     const base = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache };
-    // With two graphs the step graph only runs passes of fewer than BATCH_GRAPH_MIN_ROWS rows.
-    const derived = { newPositionsInFp32: twoGraphs };
+    // With two graphs the step graph only runs steps (one position per row) of fewer than
+    // BATCH_GRAPH_MIN_ROWS rows, and takes the form made for them.
+    const derived = { singlePosition: twoGraphs };
     const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, { ...base, ...derived }), session, base, derived);
     let batch: ort.InferenceSession | undefined;
     if (twoGraphs) {
@@ -364,29 +401,41 @@ export class TextDecoder {
         newMask.copyWithin((b * rows + g * S) * S, b * rows * S, (b * rows + S) * S);
       }
     }
+    // Steps of small batches go to the step graph (when there are two; it takes one position
+    // per row), everything else to the batch graph.
+    const step = !this.batchSession || (S === 1 && B < BATCH_GRAPH_MIN_ROWS);
+    const session = step ? this.session : this.batchSession!;
+    const singlePosition = step && this.batchSession !== undefined;
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor('float32', embeds, [B, S, this.cfg.hiddenSize]),
       position_ids: new ort.Tensor('int64', positions, [B, S]),
       past_mask: new ort.Tensor('float32', pastMask, [B, 1, rows, P]),
-      new_mask: new ort.Tensor('float32', newMask, [B, 1, rows, S]),
       logit_rows: new ort.Tensor('int64', BigInt64Array.from(logitRows.map(BigInt)), [logitRows.length]),
     };
+    if (!singlePosition) feeds.new_mask = new ort.Tensor('float32', newMask, [B, 1, rows, S]);
     for (let l = 0; l < L; l++) cache.feeds(l, feeds);
-    const session = this.batchSession && B * S >= BATCH_GRAPH_MIN_ROWS ? this.batchSession : this.session;
     const out = await session.run(feeds);
     const layer = (name: string) => Array.from({ length: L }, (_, l) => out[`${name}.${l}`].data);
-    cache.append(
-      cache.format === 'int8'
-        ? {
-            format: 'int8',
-            keys: layer('new_key') as Int8Array[],
-            values: layer('new_value') as Int8Array[],
-            keyScales: layer('new_key_scale') as Float32Array[],
-            valueScales: layer('new_value_scale') as Float32Array[],
-          }
-        : { format: 'fp32', keys: layer('new_key') as Float32Array[], values: layer('new_value') as Float32Array[] },
-      S,
-    );
+    if (cache.format === 'fp32') {
+      cache.append({ format: 'fp32', keys: layer('new_key') as Float32Array[], values: layer('new_value') as Float32Array[] }, S);
+    } else if (singlePosition) {
+      // fp32 [B, kvH, 1, hd]: quantised here, one vector per head (the int8 key layout
+      // [B, kvH, hd, 1] is the same bytes when S = 1).
+      const keys = (layer('new_key') as Float32Array[]).map((x) => quantizeVectorsInt8(x, this.cfg.headDim));
+      const values = (layer('new_value') as Float32Array[]).map((x) => quantizeVectorsInt8(x, this.cfg.headDim));
+      cache.append({ format: 'int8', keys: keys.map((k) => k.q), values: values.map((v) => v.q), keyScales: keys.map((k) => k.scales), valueScales: values.map((v) => v.scales) }, S);
+    } else {
+      cache.append(
+        {
+          format: 'int8',
+          keys: layer('new_key') as Int8Array[],
+          values: layer('new_value') as Int8Array[],
+          keyScales: layer('new_key_scale') as Float32Array[],
+          valueScales: layer('new_value_scale') as Float32Array[],
+        },
+        S,
+      );
+    }
     return out.logits.data as Float32Array;
   }
 
