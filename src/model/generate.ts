@@ -70,7 +70,7 @@ export const PREFILL_ROWS = 512;
 
 /**
  * Padding a prompt may add to a prefill group rather than start a group of its own: about
- * what a pass costs beyond its rows (its ~1,700 nodes run whatever the row count).
+ * what a pass costs beyond its rows (the 0.6B batch graph runs 2,826 nodes whatever the row count).
  */
 const GROUP_PADDING_ROWS = 32;
 
@@ -81,12 +81,13 @@ export function prefillPositions(batch: number): number {
 
 /**
  * Which prompts are prefilled together: indices grouped by similar length, longest first.
- * A group is a left-padded batch, so every padded position costs a full row of work: three
- * segments of a 60 s recording (334, 283 and 205 positions) prefilled as one batch ran 1,002
- * rows for 822 real ones (in groups: three passes of their own lengths; 14 alternating runs
- * in one process, 0.6B int8, median 2.19 s against 2.39 s on this noisy VM). A prompt joins the current group when it is at most
- * GROUP_PADDING_ROWS or 1/16 shorter than the group's longest, so prompts of equal length
- * (the same audio, or a bench's copies) still share passes.
+ * A group is a left-padded batch, so every padded position costs a full row of work: the
+ * three segments of a 60 s recording (334, 283 and 205 positions) prefilled as one batch ran
+ * 1,002 rows for 822 real ones; in groups, three passes of their own lengths (14 alternating
+ * runs in one process, 0.6B int8: median 2.19 s against 2.39 s on this noisy VM). A prompt
+ * joins the current group when it is at most GROUP_PADDING_ROWS or 1/16 shorter than the
+ * group's longest, so prompts of equal length (the same audio, a bench's copies) still share
+ * passes.
  */
 export function prefillGroups(lengths: number[]): number[][] {
   const order = lengths.map((_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);

@@ -78,32 +78,29 @@ export class KvCache {
     return this.len - this.padStart[b];
   }
 
+  /** One layer's arrays, with the positions per head they are laid out for. */
+  private layer(l: number): LayerPositions {
+    return { keys: this.keys[l], values: this.values[l], keyScales: this.keyScales[l], valueScales: this.valueScales[l], cap: this.cap };
+  }
+
   /** New arrays of `cap` positions per row and head, holding the `len` positions stored so far. */
   private reallocate(cap: number): void {
-    const { kvHeads: kvH, headDim: hd, len, format } = this;
-    const BH = this.batch * kvH;
-    const old = this.cap;
+    const BH = this.batch * this.kvHeads;
+    const scales = this.format === 'int8' ? BH * cap : 0;
     for (let l = 0; l < this.layers; l++) {
-      const nextK = this.tensor(BH * cap * hd);
-      const nextV = this.tensor(BH * cap * hd);
-      const nextKs = new Float32Array(format === 'int8' ? BH * cap : 0);
-      const nextVs = new Float32Array(nextKs.length);
-      for (let bh = 0; bh < BH && len > 0; bh++) {
-        // Values (and fp32 keys): `len` rows of hd.
-        copyRun(nextV, bh * cap * hd, this.values[l], bh * old * hd, len * hd);
-        if (format === 'fp32') {
-          copyRun(nextK, bh * cap * hd, this.keys[l], bh * old * hd, len * hd);
-          continue;
-        }
-        // int8 keys are [hd, cap] per head: each dimension's first `len` positions.
-        for (let d = 0; d < hd; d++) copyRun(nextK, (bh * hd + d) * cap, this.keys[l], (bh * hd + d) * old, len);
-        copyRun(nextKs, bh * cap, this.keyScales[l], bh * old, len);
-        copyRun(nextVs, bh * cap, this.valueScales[l], bh * old, len);
-      }
-      this.keys[l] = nextK;
-      this.values[l] = nextV;
-      this.keyScales[l] = nextKs;
-      this.valueScales[l] = nextVs;
+      const old = this.layer(l);
+      const next: LayerPositions = {
+        keys: this.tensor(BH * cap * this.headDim),
+        values: this.tensor(BH * cap * this.headDim),
+        keyScales: new Float32Array(scales),
+        valueScales: new Float32Array(scales),
+        cap,
+      };
+      for (let bh = 0; bh < BH; bh++) copyPositions(this.format, this.headDim, old, bh, 0, next, bh, 0, this.len);
+      this.keys[l] = next.keys;
+      this.values[l] = next.values;
+      this.keyScales[l] = next.keyScales;
+      this.valueScales[l] = next.valueScales;
     }
     this.cap = cap;
   }
@@ -120,36 +117,25 @@ export class KvCache {
     const { kvHeads: kvH, headDim: hd, cap, len } = this;
     const BH = this.batch * kvH;
     for (let l = 0; l < this.layers; l++) {
-      const keys = this.keys[l];
-      const values = this.values[l];
-      const newKeys = rows.keys[l];
-      const newValues = rows.values[l];
-      // Values (and fp32 keys): S rows of hd per head, contiguous on both sides.
-      for (let bh = 0; bh < BH; bh++) copyRun(values, (bh * cap + len) * hd, newValues, bh * S * hd, S * hd);
-      if (rows.format === 'fp32') {
-        for (let bh = 0; bh < BH; bh++) copyRun(keys, (bh * cap + len) * hd, newKeys, bh * S * hd, S * hd);
-        continue;
-      }
-      // int8 keys are [hd, positions] per head: S positions of each dimension.
-      const keyScales = this.keyScales[l];
-      const valueScales = this.valueScales[l];
-      if (S === 1) {
-        // A generation step: one position, element by element (monomorphic loops; a call or a
-        // subarray per element made this ~2 ms a step).
-        const k = keys as Int8Array;
-        const nk = newKeys as Int8Array;
+      if (rows.format === 'int8' && S === 1) {
+        // A generation step: one position, element by element in monomorphic loops (no call
+        // or subarray per element); int8 keys are [hd, positions] per head.
+        const k = this.keys[l] as Int8Array;
+        const nk = rows.keys[l];
         for (let r = 0; r < BH * hd; r++) k[r * cap + len] = nk[r];
         for (let bh = 0; bh < BH; bh++) {
-          keyScales[bh * cap + len] = rows.keyScales[l][bh];
-          valueScales[bh * cap + len] = rows.valueScales[l][bh];
+          this.values[l].set(rows.values[l].subarray(bh * hd, (bh + 1) * hd), (bh * cap + len) * hd);
+          this.keyScales[l][bh * cap + len] = rows.keyScales[l][bh];
+          this.valueScales[l][bh * cap + len] = rows.valueScales[l][bh];
         }
         continue;
       }
-      for (let r = 0; r < BH * hd; r++) copyRun(keys, r * cap + len, newKeys, r * S, S);
-      for (let bh = 0; bh < BH; bh++) {
-        copyRun(keyScales, bh * cap + len, rows.keyScales[l], bh * S, S);
-        copyRun(valueScales, bh * cap + len, rows.valueScales[l], bh * S, S);
-      }
+      // The new rows have the cache's layouts, with S positions per head.
+      const fresh: LayerPositions =
+        rows.format === 'int8'
+          ? { keys: rows.keys[l], values: rows.values[l], keyScales: rows.keyScales[l], valueScales: rows.valueScales[l], cap: S }
+          : { keys: rows.keys[l], values: rows.values[l], keyScales: NO_SCALES, valueScales: NO_SCALES, cap: S };
+      for (let bh = 0; bh < BH; bh++) copyPositions(this.format, hd, fresh, bh, 0, this.layer(l), bh, len, S);
     }
     this.len += S;
   }
@@ -172,25 +158,10 @@ export class KvCache {
     const len = Math.max(...lengths);
     const out = new KvCache(layers, parts.length, kvH, hd, lengths.map((n) => len - n), format);
     out.reallocate(Math.max(CACHE_STEP, Math.ceil(len / CACHE_STEP) * CACHE_STEP));
-    const cap = out.cap;
     parts.forEach(({ cache: src, row }, b) => {
-      const n = lengths[b];
-      const from = src.padStart[row]; // first filled slot of the source row
-      const to = out.padStart[b];
       for (let l = 0; l < layers; l++) {
         for (let h = 0; h < kvH; h++) {
-          const s = row * kvH + h;
-          const d = b * kvH + h;
-          out.values[l].set(src.values[l].subarray((s * src.cap + from) * hd, (s * src.cap + from + n) * hd), (d * cap + to) * hd);
-          if (format === 'fp32') {
-            out.keys[l].set(src.keys[l].subarray((s * src.cap + from) * hd, (s * src.cap + from + n) * hd), (d * cap + to) * hd);
-            continue;
-          }
-          for (let i = 0; i < hd; i++) {
-            out.keys[l].set(src.keys[l].subarray((s * hd + i) * src.cap + from, (s * hd + i) * src.cap + from + n), (d * hd + i) * cap + to);
-          }
-          out.keyScales[l].set(src.keyScales[l].subarray(s * src.cap + from, s * src.cap + from + n), d * cap + to);
-          out.valueScales[l].set(src.valueScales[l].subarray(s * src.cap + from, s * src.cap + from + n), d * cap + to);
+          copyPositions(format, hd, src.layer(l), row * kvH + h, src.padStart[row], out.layer(l), b * kvH + h, out.padStart[b], lengths[b]);
         }
       }
     });
@@ -289,6 +260,34 @@ export function quantizeVectorsInt8(x: Float32Array, hd: number): { q: Int8Array
     }
   }
   return { q, scales };
+}
+
+/** One layer of a cache (or of a pass's new rows): arrays laid out for `cap` positions per head. */
+interface LayerPositions {
+  keys: Float32Array | Int8Array;
+  values: Float32Array | Int8Array;
+  keyScales: Float32Array;
+  valueScales: Float32Array;
+  cap: number;
+}
+
+const NO_SCALES = new Float32Array(0);
+
+/**
+ * Copies positions [from, from + n) of head row `srcBh` (batch row × kvH + head) of `src` to
+ * positions [to, to + n) of head row `dstBh` of `dst`, in the format's layouts (int8 keys
+ * are [hd, cap] per head, so each dimension is a run of its own).
+ */
+function copyPositions(format: KvCacheFormat, hd: number, src: LayerPositions, srcBh: number, from: number, dst: LayerPositions, dstBh: number, to: number, n: number): void {
+  if (n <= 0) return;
+  copyRun(dst.values, (dstBh * dst.cap + to) * hd, src.values, (srcBh * src.cap + from) * hd, n * hd);
+  if (format === 'fp32') {
+    copyRun(dst.keys, (dstBh * dst.cap + to) * hd, src.keys, (srcBh * src.cap + from) * hd, n * hd);
+    return;
+  }
+  for (let d = 0; d < hd; d++) copyRun(dst.keys, (dstBh * hd + d) * dst.cap + to, src.keys, (srcBh * hd + d) * src.cap + from, n);
+  copyRun(dst.keyScales, dstBh * dst.cap + to, src.keyScales, srcBh * src.cap + from, n);
+  copyRun(dst.valueScales, dstBh * dst.cap + to, src.valueScales, srcBh * src.cap + from, n);
 }
 
 /** dst[dstAt .. dstAt + n) = src[srcAt .. srcAt + n): a plain loop for short runs, a block copy for long ones. */
