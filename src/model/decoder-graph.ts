@@ -7,15 +7,16 @@
  * large negative; one row per query row of the grouped layout used below, where row r is
  * position r mod S, so they apply to the scores without reshapes), logit_rows [R] (rows of
  * the flattened [B·S] sequence whose logits are wanted), and past_key.i / past_value.i
- * [B, kvH, P, hd] per layer — or, with an int8 cache, past_key.i int8 [B, kvH, hd, P], past_value.i int8 [B, kvH, P, hd] and their
- * per-position scales past_key_scale.i / past_value_scale.i [B, kvH, 1, P].
+ * [B, kvH, P, hd] per layer — or, with an int8 cache, past_key.i int8 [B, kvH, hd, P],
+ * past_value.i int8 [B, kvH, P, hd] and their per-position scales past_key_scale.i /
+ * past_value_scale.i [B, kvH, 1, P].
  * Outputs: logits [R, V] and new_key.i / new_value.i [B, kvH, S, hd] — or, with an int8
  * cache, the new rows already quantised in the cache's layouts: new_key.i int8 [B, kvH, hd, S],
  * new_value.i int8 [B, kvH, S, hd] and their scales new_key_scale.i / new_value_scale.i
  * [B, kvH, S, 1] (quantising 29 M values of a 512-row 0.6B prompt pass on the host took
  * ~0.5 s; in the graph it is a few elementwise passes, and the outputs copied back are a
  * quarter of the bytes). The singlePosition form has no new_mask and returns fp32 rows
- * [B, kvH, 1, hd] for the host to quantise (a few thousand values a step).
+ * [B, kvH, 1, hd] for the host to quantise (57,344 values a step for one 0.6B sequence).
  *
  * Why attention is split into a "past" and a "new" part instead of concatenating the KV
  * cache: onnxruntime-node copies every output into a fresh buffer, so a graph that returns
@@ -48,7 +49,7 @@ export interface DecoderGraphOptions {
    * transposes between [B, S, heads, hd] and [B, heads, S, hd] (the same bytes when S = 1),
    * the shape arithmetic (shapes are constants but for the batch), and, with an int8 cache,
    * the quantisation of the new keys and values (the host quantises them, text-decoder.ts
-   * quantizeNewRows: 2·kvH vectors of hd per row and layer) — it attends to its own new
+   * quantizeVectorsInt8: 2·kvH vectors of hd per row and layer) — it attends to its own new
    * position in fp32. Inputs: no new_mask, past_mask [B, 1, g, P]; outputs new_key.i and
    * new_value.i are fp32 [B, kvH, 1, hd] whatever the cache format.
    */

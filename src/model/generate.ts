@@ -70,7 +70,8 @@ export const PREFILL_ROWS = 512;
 
 /**
  * Padding a prompt may add to a prefill group rather than start a group of its own: about
- * what a pass costs beyond its rows (the 0.6B batch graph runs 2,826 nodes whatever the row count).
+ * what a pass costs beyond its rows (the 0.6B batch graph runs 2,826 nodes whatever the row
+ * count).
  */
 const GROUP_PADDING_ROWS = 32;
 
