@@ -9,7 +9,7 @@ import { logMelSpectrogram } from '../audio/features.ts';
 import { AsrModel } from './asr-model.ts';
 import { planEncoder } from './audio-encoder.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { goldenPath, maxAbsDiff, readJson } from '../testing/shared.ts';
+import { goldenPath, maxAbsDiff, readJson, relError } from '../testing/shared.ts';
 
 const CHECKPOINT = goldenPath('tiny-a', 'checkpoint');
 const index = readJson(goldenPath('tiny-a', 'index.json'));
@@ -83,4 +83,34 @@ describe('tiny-a conformance (fp32)', () => {
     const results = await model.transcribe(reqs, { prefillChunk: 128 });
     results.forEach((r, i) => assert.deepEqual(r.tokenIds, cases[i].generated_ids, cases[i].case));
   });
+});
+
+test('int8: three cases decoded together through the step graph match each decoded alone', async () => {
+  // Batches of 1–3 sequences step through the one-position step graph: left padding, masks,
+  // positions, the host-quantised new keys and values and rows leaving must not change any
+  // row's numbers. Prompts of different lengths, budgets of 2, 5 and 7 tokens.
+  const model = await AsrModel.load(CHECKPOINT, { device: 'cpu', quant: 'int8', threads: 2, cacheDir: false });
+  try {
+    const picked = [0, 5, 11].map((i) => cases[i]);
+    const reqs = picked.map((c, i) => ({
+      samples: SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden)).readFloat32('waveform'),
+      language: c.language ?? undefined,
+      context: c.context || undefined,
+      maxNewTokens: [2, 5, 7][i],
+    }));
+    assert.ok(new Set(picked.map((c) => c.audio_id)).size > 1, 'prompts of different lengths');
+    const opts = { keepStepLogits: true, ignoreStopTokens: true };
+    const together = await model.transcribe(reqs, opts);
+    for (let i = 0; i < reqs.length; i++) {
+      const [alone] = await model.transcribe([reqs[i]], opts);
+      assert.deepEqual(together[i].tokenIds, alone.tokenIds, picked[i].case);
+      alone.stepLogits!.forEach((want, s) => {
+        const got = together[i].stepLogits![s];
+        const err = relError(got, want);
+        assert.ok(err < 1e-4, `${picked[i].case} step ${s}: relative difference ${err}`);
+      });
+    }
+  } finally {
+    await model.release();
+  }
 });

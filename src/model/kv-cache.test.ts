@@ -23,26 +23,19 @@ function randomRows(B: number, S: number, seed: number): Float32Array[] {
 
 /**
  * Graph outputs for fp32 rows [B, kvH, S, hd] per layer in the cache's format; int8 rows are
- * quantised as the decoder graph does (max |x| / 127 per vector, keys transposed).
+ * quantised as the decoder graph does (quantizeVectorsInt8, checked against the graph below),
+ * keys transposed to [B, kvH, hd, S].
  */
 function rowsFor(format: KvCacheFormat, keys: Float32Array[], values: Float32Array[], S: number): NewKvRows {
   if (format === 'fp32') return { format, keys, values };
-  const quantize = (x: Float32Array, transposed: boolean) => {
-    const BH = x.length / (S * HD);
-    const q = new Int8Array(x.length);
-    const scales = new Float32Array(BH * S);
-    for (let bh = 0; bh < BH; bh++)
-      for (let i = 0; i < S; i++) {
-        const at = (bh * S + i) * HD;
-        const scale = Math.max(Math.max(...x.subarray(at, at + HD).map(Math.abs)) / 127, 1e-30);
-        scales[bh * S + i] = scale;
-        for (let d = 0; d < HD; d++) q[transposed ? (bh * HD + d) * S + i : at + d] = Math.round(x[at + d] / scale);
-      }
-    return { q, scales };
+  const transposed = (q: Int8Array) => {
+    const t = new Int8Array(q.length);
+    for (let bh = 0; bh < q.length / (S * HD); bh++) for (let i = 0; i < S; i++) for (let d = 0; d < HD; d++) t[(bh * HD + d) * S + i] = q[(bh * S + i) * HD + d];
+    return t;
   };
-  const k = keys.map((x) => quantize(x, true));
-  const v = values.map((x) => quantize(x, false));
-  return { format, keys: k.map((x) => x.q), values: v.map((x) => x.q), keyScales: k.map((x) => x.scales), valueScales: v.map((x) => x.scales) };
+  const k = keys.map((x) => quantizeVectorsInt8(x, HD));
+  const v = values.map((x) => quantizeVectorsInt8(x, HD));
+  return { format, keys: k.map((x) => transposed(x.q)), values: v.map((x) => x.q), keyScales: k.map((x) => x.scales), valueScales: v.map((x) => x.scales) };
 }
 
 for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {

@@ -379,12 +379,17 @@ export class TextDecoder {
     const B = cache.batch;
     const L = this.cfg.layers;
     const P = cache.cap;
+    // Steps of small batches go to the step graph (when there are two; it takes one position
+    // per row and no new-position mask), everything else to the batch graph.
+    const step = !this.batchSession || (S === 1 && B < BATCH_GRAPH_MIN_ROWS);
+    const session = step ? this.session : this.batchSession!;
+    const singlePosition = step && this.batchSession !== undefined;
     // Masks per row of the graph's grouped query layout: row g·S + i is position i (g < grp).
     const grp = this.cfg.heads / this.cfg.kvHeads;
     const rows = grp * S;
     const positions = new BigInt64Array(B * S);
     const pastMask = new Float32Array(B * rows * P);
-    const newMask = new Float32Array(B * rows * S);
+    const newMask = singlePosition ? undefined : new Float32Array(B * rows * S);
     for (let b = 0; b < B; b++) {
       const pad = cache.padStart[b];
       for (let i = 0; i < S; i++) {
@@ -393,25 +398,20 @@ export class TextDecoder {
         const pm = (b * rows + i) * P;
         for (let j = 0; j < P; j++) if (j < pad || j >= cache.len) pastMask[pm + j] = NEG;
         const nm = (b * rows + i) * S;
-        for (let j = 0; j < S; j++) if (j > i || cache.len + j < pad) newMask[nm + j] = NEG;
+        if (newMask) for (let j = 0; j < S; j++) if (j > i || cache.len + j < pad) newMask[nm + j] = NEG;
       }
       for (let g = 1; g < grp; g++) {
         pastMask.copyWithin((b * rows + g * S) * P, b * rows * P, (b * rows + S) * P);
-        newMask.copyWithin((b * rows + g * S) * S, b * rows * S, (b * rows + S) * S);
+        newMask?.copyWithin((b * rows + g * S) * S, b * rows * S, (b * rows + S) * S);
       }
     }
-    // Steps of small batches go to the step graph (when there are two; it takes one position
-    // per row), everything else to the batch graph.
-    const step = !this.batchSession || (S === 1 && B < BATCH_GRAPH_MIN_ROWS);
-    const session = step ? this.session : this.batchSession!;
-    const singlePosition = step && this.batchSession !== undefined;
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor('float32', embeds, [B, S, this.cfg.hiddenSize]),
       position_ids: new ort.Tensor('int64', positions, [B, S]),
       past_mask: new ort.Tensor('float32', pastMask, [B, 1, rows, P]),
       logit_rows: new ort.Tensor('int64', BigInt64Array.from(logitRows.map(BigInt)), [logitRows.length]),
     };
-    if (!singlePosition) feeds.new_mask = new ort.Tensor('float32', newMask, [B, 1, rows, S]);
+    if (newMask) feeds.new_mask = new ort.Tensor('float32', newMask, [B, 1, rows, S]);
     for (let l = 0; l < L; l++) cache.feeds(l, feeds);
     const out = await session.run(feeds);
     const layer = (name: string) => Array.from({ length: L }, (_, l) => out[`${name}.${l}`].data);
