@@ -12,7 +12,8 @@
 
 export type QuantBits = 4 | 8;
 
-const ROUND = 6755399441055744; // 1.5 · 2^52
+/** x + ROUND − ROUND rounds a float64 |x| < 2^51 to the nearest integer, ties to even. */
+export const ROUND = 6755399441055744; // 1.5 · 2^52
 
 export interface QuantizedMatrix {
   bits: QuantBits;

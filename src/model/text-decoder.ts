@@ -16,6 +16,7 @@ import { buildDecoderGraph, type DecoderGraphOptions } from './decoder-graph.ts'
 import { type SafetensorsStore, toFloat32 } from './safetensors.ts';
 import { createSession, type SessionOptions } from './onnx/session.ts';
 import { type LinearOptions } from './onnx/layers.ts';
+import { ROUND } from './quantize.ts';
 
 const NEG = -1e30;
 /** The cache grows in steps of this many positions (attention over unused slack is masked). */
@@ -251,12 +252,9 @@ export function quantizeVectorsInt8(x: Float32Array, hd: number): { q: Int8Array
     const scale = Math.max(Math.fround(max / 127), FLOOR);
     scales[r] = scale;
     for (let i = 0; i < hd; i++) {
-      const v = Math.fround(x[at + i] / scale);
-      // Half up, then a tie that went up to an odd number goes to the even one below. (floor,
-      // not Math.round: several times slower in this V8; the rare tie keeps the branch predictable.)
-      let t = Math.floor(v + 0.5);
-      if (t - v === 0.5 && (t & 1) !== 0) t -= 1;
-      q[at + i] = t;
+      // The float32 quotient, rounded half to even by quantize.ts's ROUND (no Math.round: it
+      // rounds ties up, and costs several times more in this V8).
+      q[at + i] = Math.fround(x[at + i] / scale) + ROUND - ROUND;
     }
   }
   return { q, scales };
