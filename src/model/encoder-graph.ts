@@ -12,7 +12,7 @@
 import { type AudioEncoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
-import { gelu, layerNorm, linear, linearGroup, reshape, rowScales, transpose, weight, type LinearOptions, type WeightPrecision } from './onnx/layers.ts';
+import { gelu, layerNorm, linear, linearGroup, quantizeActivations, reshape, transpose, weight, type LinearOptions, type WeightPrecision } from './onnx/layers.ts';
 import { quantizePerChannelInt8 } from './quantize.ts';
 
 const PREFIX = 'thinker.audio_tower';
@@ -132,9 +132,10 @@ function firstConvChannelsLast(g: GraphBuilder, chunks: string, conv: { name: st
  */
 export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: Float32Array, bias: Float32Array, cin: number, cout: number, height: number): string {
   const outH = strideTwoOut(height);
-  const scale = rowScales(g, x, 127); // [n, H, W, 1]
+  // Per-pixel uint8 channel vectors (zero point 128) and their scales [n, H, W, 1], as the
+  // W8A8 linear layers quantise tokens.
+  const { xq: quantised, rowScale: scale } = quantizeActivations(g, x, cin);
   const zp = g.constUint8(128);
-  const quantised = g.op('QuantizeLinear', [x, scale, g.op('Expand', [zp, g.op('Shape', [scale])])], { axis: -1, block_size: cin });
   // Zero padding after quantisation (a quarter of the bytes of padding the fp32 input):
   // padded pixels hold the zero point, so they contribute nothing whatever their scale.
   const pads = g.constInt64([0, 1, 1, 0, 0, 1, 1, 0]);

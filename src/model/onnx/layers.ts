@@ -103,8 +103,11 @@ function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n
   return w8a8Product(g, quantizeActivations(g, x, k), name, w, n, k, bias);
 }
 
-/** The per-row uint8 activations of a W8A8 product (see w8a8Linear) and their row scales. */
-function quantizeActivations(g: GraphBuilder, x: string, k: number): { xq: string; rowScale: string } {
+/**
+ * The per-row uint8 activations of a W8A8 product (see w8a8Linear) and their row scales
+ * (x's shape with a last axis of 1); rows are the last axis, of length k.
+ */
+export function quantizeActivations(g: GraphBuilder, x: string, k: number): { xq: string; rowScale: string } {
   const rowScale = rowScales(g, x, 127); // [rows, 1]
   // One block of k per row (blocked QuantizeLinear): the zero point has the scales' shape,
   // 128 for every row.
