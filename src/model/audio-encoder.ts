@@ -30,10 +30,11 @@ export interface EncoderPlan {
 const NEG = -1e30;
 /**
  * Conv chunks (1 s each) per run: bounds the conv activations, ~50 MB a chunk for the real
- * widths in the W8A8 form (among them nine per-tap products of [800 pixels, 480] before their
- * sum). Measured on a 60 s recording, 0.6B encoder alone: peak RSS 1994 MB with 32 chunks a run,
- * 1182 with 16, 775 with 8, 577 with 4, 514 with 2 (fp32 convolutions: 1721 with 32, 1034
- * with 4), and no slower with the smaller runs (their activations stay closer to the cache).
+ * widths in the W8A8 form (among them the second convolution's patches, [800 pixels, 4320] in
+ * fp32 and int8). Measured on a 60 s recording, 0.6B encoder alone, with the convolutions'
+ * earlier per-tap form: peak RSS 1994 MB with 32 chunks a run, 1182 with 16, 775 with 8, 577
+ * with 4, 514 with 2 (fp32 convolutions: 1721 with 32, 1034 with 4), and no slower with the
+ * smaller runs (their activations stay closer to the cache); 599 with 4 in the patch form.
  */
 const CONV_BATCH = 4;
 /** Attention windows per run: bounds scores and FFN activations. */

@@ -105,10 +105,11 @@ function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n
 
 /**
  * The per-row uint8 activations of a W8A8 product (see w8a8Linear) and their row scales
- * (x's shape with a last axis of 1); rows are the last axis, of length k.
+ * (x's shape with a last axis of 1); rows are the last axis, of length k. `knownRowScale`
+ * supplies rowScales(x, 127) when the caller can compute it more cheaply than from x.
  */
-export function quantizeActivations(g: GraphBuilder, x: string, k: number): { xq: string; rowScale: string } {
-  const rowScale = rowScales(g, x, 127); // [rows, 1]
+export function quantizeActivations(g: GraphBuilder, x: string, k: number, knownRowScale?: string): { xq: string; rowScale: string } {
+  const rowScale = knownRowScale ?? rowScales(g, x, 127); // [rows, 1]
   // One block of k per row (blocked QuantizeLinear): the zero point has the scales' shape,
   // 128 for every row.
   const zp = g.constUint8(128);
@@ -116,7 +117,8 @@ export function quantizeActivations(g: GraphBuilder, x: string, k: number): { xq
   return { xq, rowScale };
 }
 
-function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
+/** The integer product of w8a8Linear on activations already quantised by quantizeActivations. */
+export function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
   const q = quantizePerChannelInt8(w, n, k);
   const inputs = [
     a.xq,
