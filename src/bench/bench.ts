@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: speed on full-size random checkpoints (made on first use with the
  * project's own generator; speed does not depend on the weights' values) and a real 60 s
- * recording from ../shared/audio. Each configuration runs in its own process.
+ * recording from ../shared/audio. Each configuration runs in its own process, and so do the
+ * product ceilings of the machine (bench-kernels.ts) and the long-recording run.
  *
  *   npm run bench -- [--sizes 1.7b,0.6b] [--quants int8,int4,none] [--out FILE] [--threads N]
  *
@@ -55,6 +56,15 @@ for (const size of values.sizes!.split(',')) {
   }
 }
 
+// The machine's ceilings for the engine's own products (bench-kernels.ts).
+console.error('bench: product ceilings of this machine ...');
+const kernels = JSON.parse(
+  execFileSync(process.execPath, [...tsx, join(REPO_ROOT, 'src/bench/bench-kernels.ts'), '--threads', values.threads!], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+    .trim()
+    .split('\n')
+    .pop()!,
+);
+
 // Long recording through the whole pipeline, with and without timestamps, and the aligner.
 let pipeline: Record<string, any> | undefined;
 if (values['pipeline-size']) {
@@ -78,6 +88,11 @@ for (const r of rows) {
     `| ${r.size} | ${r.quant} | ${f(r.loadSeconds)} / ${r.cachedLoadSeconds === undefined ? '-' : f(r.cachedLoadSeconds)} | ${f(r.peakRssMB, 0)} | ${f(r.encoderAudioSecondsPerSecond)} | ${f(r.prefillTokensPerSecond)} | ${f(r.decodeTokensPerSecondB1)} | ${f(r.decodeTokensPerSecondB8)} | ${f(r.batch8Speedup)} | ${f(r.rtf, 3)} | ${f(r.pipelineRtf, 3)} (${r.pipelineSegments} segments) |`,
   );
 }
+console.log(
+  `\nProduct ceilings (bench-kernels.ts, 100 MB of distinct weights): int8 weights stream at ${f(kernels.int8StreamGBps)} GB/s with one row; ` +
+    `8 rows take ${f(kernels.int8Rows8Over1, 2)}x the time of 1 (MatMulNBits) and ${f(kernels.w8a8Rows8OverInt8Row1, 2)}x (W8A8), ` +
+    `so batch-8 decoding can be at most ${f(kernels.batch8CeilingOverBatch1)}x batch 1 even without attention; W8A8 at 512 rows: ${f(kernels.w8a8GopsAt512Rows, 0)} GOP/s.`,
+);
 if (pipeline) {
   const p = pipeline.pipeline;
   console.log(`\n${pipeline.size} ${pipeline.quant}, ${f(p.audioSeconds / 60)}-minute recording, ${p.segments} segments of ≤${p.segmentSeconds} s, batch ${p.batch}, 4 tokens per audio second:`);
@@ -90,5 +105,5 @@ if (pipeline) {
 }
 const outFile = values.out ?? join(REPO_ROOT, 'bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 mkdirSync(join(outFile, '..'), { recursive: true });
-writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), audio: AUDIO, results: rows, pipeline }, null, 2));
+writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), audio: AUDIO, results: rows, kernels, pipeline }, null, 2));
 console.error(`bench: results written to ${outFile}`);
