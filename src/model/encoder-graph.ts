@@ -21,6 +21,11 @@ function strideTwoOut(n: number): number {
   return Math.floor((n - 1) / 2) + 1;
 }
 
+/** strideTwoOut of a dynamic length n (a 1-D int64 tensor of one value), in the graph. */
+function strideTwoOutDynamic(g: GraphBuilder, n: string): string {
+  return g.op('Div', [g.op('Add', [n, g.constInt64([1])]), g.constInt64([2])]);
+}
+
 /** Height (mel axis) after the three stride-2 convolutions. */
 export function convFreqOut(numMelBins: number): number {
   return strideTwoOut(strideTwoOut(strideTwoOut(numMelBins)));
@@ -87,7 +92,7 @@ export function buildConvStemGraph(g: GraphBuilder, store: SafetensorsStore, cfg
  * unpadded width W read from `unpadded`'s axis 2).
  */
 function strideTwoTaps(g: GraphBuilder, unpadded: string, outH: number): (t: string, dy: number, dx: number) => string {
-  const outW = g.op('Div', [g.op('Add', [g.op('Shape', [unpadded], { start: 2, end: 3 }), g.constInt64([1])]), g.constInt64([2])]);
+  const outW = strideTwoOutDynamic(g, g.op('Shape', [unpadded], { start: 2, end: 3 }));
   const spanW = g.op('Sub', [g.op('Mul', [outW, g.constInt64([2])]), g.constInt64([1])]);
   return (t, dy, dx) => {
     const ends = g.op('Concat', [g.constInt64([dy + 2 * outH - 1]), g.op('Add', [spanW, g.constInt64([dx])])], { axis: 0 });
@@ -138,7 +143,7 @@ function firstConvChannelsLast(g: GraphBuilder, chunks: string, conv: { name: st
 export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: Float32Array, bias: Float32Array, cin: number, cout: number, height: number): string {
   const outH = strideTwoOut(height);
   const W = g.op('Shape', [x], { start: 2, end: 3 }); // [1]
-  const outW = g.op('Div', [g.op('Add', [W, g.constInt64([1])]), g.constInt64([2])]);
+  const outW = strideTwoOutDynamic(g, W);
   // Pixel index of tap (dy, dx) of output pixel (i, j): row 2i + dy - 1 (static, [outH, 1, 3, 1])
   // times W plus column 2j + dx - 1 ([1, outW, 1, 3]); taps in the padding read pixel H·W (zero).
   const rowIdx: number[] = [];
