@@ -89,9 +89,10 @@ for (const r of rows) {
   );
 }
 console.log(
-  `\nProduct ceilings (bench-kernels.ts, 100 MB of distinct weights): int8 weights stream at ${f(kernels.int8StreamGBps)} GB/s with one row; ` +
-    `8 rows take ${f(kernels.int8Rows8Over1, 2)}x the time of 1 (MatMulNBits) and ${f(kernels.w8a8Rows8OverInt8Row1, 2)}x (W8A8), ` +
-    `so batch-8 decoding can be at most ${f(kernels.batch8CeilingOverBatch1)}x batch 1 even without attention; W8A8 at 512 rows: ${f(kernels.w8a8GopsAt512Rows, 0)} GOP/s.`,
+  `\nProduct ceilings (bench-kernels.ts, 100 MB of distinct int8 weights): one row streams them at ${f(kernels.w8a8StreamGBps)} GB/s (W8A8); ` +
+    `the same weights in 4 bits (MatMulNBits) take ${f(kernels.int4Row1OverW8a8Row1, 2)}x that time (${f(kernels.int4StreamGBps)} GB/s of their own bytes); ` +
+    `8 rows take ${f(kernels.w8a8Rows8Over1, 2)}x the time of 1 (W8A8), so batch-8 decoding can be at most ${f(kernels.batch8CeilingOverBatch1)}x batch 1 even without attention; ` +
+    `W8A8 at 512 rows: ${f(kernels.w8a8GopsAt512Rows, 0)} GOP/s.`,
 );
 if (pipeline) {
   const p = pipeline.pipeline;

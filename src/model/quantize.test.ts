@@ -10,6 +10,8 @@
  *   step graph (one row; MatMulNBits projections and head): int8 0.036, int4 0.200
  * Re-measured in the sixth session (patch convolutions in the encoder; all 18 first tokens
  * agree): prompt 0.032, batched step 0.031, step graph int8 0.031, int4 0.203.
+ * Since the seventh session QUANT=int8 is W8A8 throughout (one decoder graph; thinker.ts
+ * precisionsFor): its single step measured 0.0306, on the same graph as its batched steps.
  * Both settings keep the KV cache in int8 and compute attention with int8 products (queries
  * and probabilities quantised per row, keys and values per position), for the prompt's own
  * positions as for the cache.
@@ -107,8 +109,8 @@ test('w8a8: per-row int8 activations times per-channel int8 weights, as defined'
 test('tiny-a logits: int8 and int4 error against fp32 stays within the measured bounds', async () => {
   // Three measurements per precision: the first generated token comes from the batch graph
   // (prompt pass: W8A8 projections and head); the second from the batch graph again when all
-  // 18 cases decode as one batch, and from the generation-step graph (MatMulNBits int8 /
-  // int4) when each case decodes alone.
+  // 18 cases decode as one batch, and when each case decodes alone from the graph that runs
+  // one-row steps: the same W8A8 graph for int8, the int4 step graph (MatMulNBits) for int4.
   const dir = goldenPath('tiny-a', 'checkpoint');
   const index = readJson(goldenPath('tiny-a', 'index.json'));
   const reqs = index.cases.map((c: any) => ({
@@ -130,14 +132,14 @@ test('tiny-a logits: int8 and int4 error against fp32 stays within the measured 
     }
   };
   const ref = await run('none');
-  // [batch graph (W8A8 + W8A8 head), step graph (MatMulNBits + quantised head)]
+  // [batch graph (W8A8 + W8A8 head), one-row steps (int8: the same; int4: MatMulNBits + int4 head)]
   const bounds = { int8: [0.045, 0.045], int4: [0.045, 0.26] };
   for (const quant of ['int8', 'int4'] as const) {
     const out = await run(quant);
     const measurements = [
       ['prompt (batch graph)', out.batched, ref.batched, 0, bounds[quant][0]],
       ['batched step (batch graph)', out.batched, ref.batched, 1, bounds[quant][0]],
-      ['single step (step graph)', out.alone, ref.alone, 1, bounds[quant][1]],
+      ['single step (one-row graph)', out.alone, ref.alone, 1, bounds[quant][1]],
     ] as const;
     for (const [what, got, want, step, bound] of measurements) {
       // A second step is comparable only where both picked the same first token.

@@ -304,19 +304,16 @@ export interface DecoderLoadOptions extends DecoderGraphOptions {
 }
 
 /**
- * Generation steps of fewer than this many rows run on the step graph; every other pass
- * (steps of larger batches, prompts) on the batch graph. Measured on the Intel VM of the
- * second session, a 2048×6144 int8 weight streamed from memory (µs per
- * product, 1 / 4 / 8 / 16 rows):
- * MatMulNBits 742 / 985 / 1325 / 2063; W8A8 in its first form (separate quantise and
- * rescale nodes) 841 / 950 / 1000 / 1102, in its current form 635 (1 row) and 677 (8 rows) —
- * the int8 matrix units make W8A8 nearly flat in the row count. Below 4 rows the two are
- * within this VM's run-to-run noise, and MatMulNBits is the only one with int4 weights. On
- * the AMD VM of the fourth and fifth sessions, 0.6B steps at 300 positions, step graph vs
- * batch graph (ms, alternating runs): int8 1 row 29–36 vs 35–37, 3 rows 41–47 vs 42–49;
- * int4 3 rows 41–49 vs 45–51, 4 rows 54–65 vs 58–68 — no reason to move the threshold.
+ * Generation steps of fewer than this many rows run on the step graph (when there is one:
+ * QUANT=int4, whose steps use 4-bit MatMulNBits); every other pass (steps of larger batches,
+ * prompts) on the batch graph (W8A8). MatMulNBits costs more with every row while W8A8 is
+ * nearly flat: on this project's AMD VM in the seventh session (int4 steps at 275 positions,
+ * step graph vs batch graph, ms, alternating runs) one row took 29.7–30.0 vs 34.1 (0.6B) and
+ * 68.6–69.0 vs 75.6–76.4 (1.7B); two rows were even (0.6B 38.7–39.4 vs 38.8–39.9, 1.7B
+ * 80.7–82.2 vs 78.7–82.0); three rows favoured the batch graph (0.6B 45.9–46.0 vs 42.7,
+ * 1.7B 100.1–101.4 vs 82.3–86.0).
  */
-const BATCH_GRAPH_MIN_ROWS = 4;
+const BATCH_GRAPH_MIN_ROWS = 3;
 
 export class TextDecoder {
   private constructor(

@@ -42,14 +42,19 @@ export interface PartPrecisions {
 
 /**
  * Which weights a quantisation setting applies to (README "Precision and the default").
- * - Decoding one token streams all decoder weights through one-row products: block-quantised
- *   MatMulNBits (`decoder`, `head`) is fastest there, and the only choice with int4 weights.
- * - Prompts, the audio encoder and steps of large batches are many-row products: int8
- *   weights with int8 per-row activations (`w8a8`, MatMulInteger on the CPU's int8 matrix
- *   units) are 2-5x faster than MatMulNBits there (int4 MatMulNBits ran 1.7B prompts at only
- *   46 tokens/s against 152 for W8A8) and nearly flat from 1 to 16 rows, so both `int8` and
- *   `int4` build a second decoder graph (`batch`) for them, at the cost of a second, int8
- *   copy of the decoder weights.
+ * - Prompts, the audio encoder and steps of batches are many-row products: int8 weights with
+ *   int8 per-row activations (`w8a8`, MatMulInteger on the CPU's int8 dot-product units) are
+ *   2-5x faster than block-quantised MatMulNBits there (int4 MatMulNBits ran 1.7B prompts at
+ *   only 46 tokens/s against 152 for W8A8) and nearly flat in the row count.
+ * - Decoding one token streams all decoder weights through one-row products. With 8-bit
+ *   weights W8A8 is as fast there as MatMulNBits int8 and faster from 2 rows on (seventh
+ *   session, a chain of 100 MB of weights, ms for 1 / 3 / 8 rows: W8A8 2.71–2.87 /
+ *   2.85–2.90 / 3.39–3.51, MatMulNBits int8 2.83–3.26 / 4.15–4.71 / 6.66–6.78; 1.7B steps at
+ *   275 positions, 1 row 77–79 ms vs 84, 3 rows 86–88 vs 113–116), so `int8` is W8A8
+ *   throughout and compiles one decoder graph. 4-bit weights exist only as MatMulNBits, which
+ *   streams half the bytes: it wins for one row (int4 1.7B 69 ms vs 76 with W8A8), so `int4`
+ *   builds a second decoder graph (`decoder`, `head`) for steps of 1–2 sequences, at the cost
+ *   of a second, 4-bit copy of the decoder weights.
  * - Attention reads the whole KV cache on every step: in fp32, at batch 8 and 800 positions,
  *   1.5 GB — about the bytes of the 1.7B int8 weights, more than twice 0.6B's. The quantised
  *   settings keep it in int8 with a scale per position and head.
@@ -59,7 +64,7 @@ export function precisionsFor(quant: Quantization): PartPrecisions {
     case 'none':
       return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32', kvCache: 'fp32' };
     case 'int8':
-      return { encoder: 'w8a8', decoder: 'int8', head: 'int8', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8' };
+      return { encoder: 'w8a8', decoder: 'w8a8', head: 'w8a8', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8' };
     case 'int4':
       return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8' };
   }
