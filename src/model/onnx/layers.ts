@@ -13,7 +13,8 @@ import { DataType, type GraphBuilder } from './graph.ts';
  * fp32: Gemm. int8 / int4: MatMulNBits, block-quantised weights (fast for a few rows: decoding).
  * w8a8: int8 per-channel weights and int8 per-row activations quantised on the fly, through
  * MatMulInteger, which ONNX Runtime runs on the CPU's int8 matrix units (AMX/VNNI): 2-5x
- * faster than MatMulNBits for many rows (prompts, the audio encoder), slower for one row.
+ * faster than MatMulNBits for many rows (prompts, the audio encoder), and as fast for one row
+ * as 8-bit MatMulNBits (thinker.ts precisionsFor).
  */
 export type WeightPrecision = 'fp32' | 'int8' | 'int4' | 'w8a8';
 
@@ -35,11 +36,17 @@ export interface LinearOptions {
  * | 512 (prompt) | 82.4 | 55.9 | 86.0 | 67.4 |
  *
  * int8 uses 128: fastest nearly everywhere, and 8 bits leave accuracy to spare (tiny-a
- * logits within 3% of fp32 either way). int4 keeps 32: with 16 levels, one scale per 128
- * weights costs real accuracy (tiny-a first-token agreement with fp32 fell from 13/18 to 3/18),
- * and int4 is the choice for memory and batch-1 speed, where 32 is close.
+ * logits within 3% of fp32 either way); since the seventh session QUANT=int8 uses W8A8
+ * instead, and 8-bit MatMulNBits remains only for explicit precision overrides.
+ * int4 (QUANT=int4's steps of 1–2 sequences) uses 64 since the seventh session: 1.7B steps at
+ * 275 positions took 61.8–65.2 ms against 69.1–70.2 ms with blocks of 32 (alternating runs,
+ * the Intel VM with AMX); on tiny-a the one-row logit error against fp32 rose from 0.203 to
+ * 0.238 while greedy tokens 2–6 agreed with fp32 in 64 of 90 cases against 56 (random
+ * weights: both within noise). 64 is a common 4-bit group size (MLX's default); 128 was
+ * tried in the first session (tiny-a first-token agreement 13/18 → 3/18, when prompts too ran
+ * through MatMulNBits — on tiny-a's 64-wide rows that was a block of 64 as well).
  */
-export const DEFAULT_BLOCK_SIZE: Record<'int8' | 'int4', number> = { int8: 128, int4: 32 };
+export const DEFAULT_BLOCK_SIZE: Record<'int8' | 'int4', number> = { int8: 128, int4: 64 };
 
 /** Reads a checkpoint weight as float32 after checking its shape against the config. */
 export function weight(store: SafetensorsStore, name: string, shape: number[]): Float32Array {
