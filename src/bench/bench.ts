@@ -80,12 +80,12 @@ if (values['pipeline-size']) {
 }
 
 const f = (x: number, d = 1) => x.toFixed(d);
-const header = '| model | quant | load s (first / cached) | peak RSS MB | encoder audio-s/s | prefill tok/s | decode tok/s b1 | decode tok/s b8 | b8/b1 | RTF 60 s @4 tok/s, one sequence | RTF 60 s @4 tok/s, pipeline |';
+const header = '| model | quant | load s (first / cached) | peak RSS MB | encoder audio-s/s | prefill tok/s | decode tok/s b1 / b8 / b8÷b1, after 60 s | the same after a 20 s segment | RTF 60 s @4 tok/s, one sequence | RTF 60 s @4 tok/s, pipeline |';
 console.log(header);
 console.log(header.replace(/[^|]+/g, '---'));
 for (const r of rows) {
   console.log(
-    `| ${r.size} | ${r.quant} | ${f(r.loadSeconds)} / ${r.cachedLoadSeconds === undefined ? '-' : f(r.cachedLoadSeconds)} | ${f(r.peakRssMB, 0)} | ${f(r.encoderAudioSecondsPerSecond)} | ${f(r.prefillTokensPerSecond)} | ${f(r.decodeTokensPerSecondB1)} | ${f(r.decodeTokensPerSecondB8)} | ${f(r.batch8Speedup)} | ${f(r.rtf, 3)} | ${f(r.pipelineRtf, 3)} (${r.pipelineSegments} segments) |`,
+    `| ${r.size} | ${r.quant} | ${f(r.loadSeconds)} / ${r.cachedLoadSeconds === undefined ? '-' : f(r.cachedLoadSeconds)} | ${f(r.peakRssMB, 0)} | ${f(r.encoderAudioSecondsPerSecond)} | ${f(r.prefillTokensPerSecond)} | ${f(r.decodeTokensPerSecondB1)} / ${f(r.decodeTokensPerSecondB8)} / ${f(r.batch8Speedup)} | ${f(r.decodeTokensPerSecondB1Segment)} / ${f(r.decodeTokensPerSecondB8Segment)} / ${f(r.batch8SpeedupSegment)} | ${f(r.rtf, 3)} | ${f(r.pipelineRtf, 3)} (${r.pipelineSegments} segments) |`,
   );
 }
 console.log(
