@@ -9,6 +9,7 @@ import { logMelSpectrogram } from '../audio/features.ts';
 import { AsrModel } from './asr-model.ts';
 import { planEncoder } from './audio-encoder.ts';
 import { SafetensorsStore } from './safetensors.ts';
+import { argmax } from './generate.ts';
 import { goldenPath, maxAbsDiff, readJson, relError } from '../testing/shared.ts';
 
 const CHECKPOINT = goldenPath('tiny-a', 'checkpoint');
@@ -111,6 +112,8 @@ for (const [quant, picks, budgets] of [
         const [alone] = await model.transcribe([reqs[i]], opts);
         assert.deepEqual(together[i].tokenIds, alone.tokenIds, picked[i].case);
         alone.stepLogits!.forEach((want, s) => {
+          // Each token is the graph's argmax (next_ids) of the logits it came with.
+          assert.equal(alone.tokenIds[s], argmax(want, 0, want.length), `${picked[i].case} step ${s}: next id`);
           const got = together[i].stepLogits![s];
           const err = relError(got, want);
           assert.ok(err < 1e-4, `${picked[i].case} step ${s}: relative difference ${err}`);

@@ -10,7 +10,9 @@
  * [B, kvH, P, hd] per layer — or, with an int8 cache, past_key.i int8 [B, kvH, hd, P],
  * past_value.i int8 [B, kvH, P, hd] and their per-position scales past_key_scale.i /
  * past_value_scale.i [B, kvH, 1, P].
- * Outputs: logits [R, V] and new_key.i / new_value.i [B, kvH, S, hd] — or, with an int8
+ * Outputs: logits [R, V], next_ids [R] (int64: each row's argmax, the lowest id on ties, as
+ * greedy decoding takes it — a step that fetches only these skips copying B × 151,936
+ * logits out of the session and scanning them on the host) and new_key.i / new_value.i [B, kvH, S, hd] — or, with an int8
  * cache, the new rows already quantised in the cache's layouts: new_key.i int8 [B, kvH, hd, S],
  * new_value.i int8 [B, kvH, S, hd] and their scales new_key_scale.i / new_value_scale.i
  * [B, kvH, S, 1] (quantising 29 M values of a 512-row 0.6B prompt pass on the host took
@@ -220,9 +222,11 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const rows = g.op('Gather', [x, logitRows], { axis: 0 });
   const normed = rmsNorm(g, store, rows, `${PREFIX}.norm.weight`, H, eps);
   const headW = weight(store, opts.headWeight, [opts.headRows, H]);
-  const logits = linearFromData(g, normed, 'lm_head', headW, opts.headRows, H, undefined, opts.head);
-  g.node('Identity', [logits], {}, { outputs: ['logits'] });
+  g.node('Identity', [linearFromData(g, normed, 'lm_head', headW, opts.headRows, H, undefined, opts.head)], {}, { outputs: ['logits'] });
   g.output('logits', DataType.FLOAT, ['rows', opts.headRows]);
+  // ONNX ArgMax returns the first maximal index (select_last_index = 0): ties go to the lowest id.
+  g.node('ArgMax', ['logits'], { axis: 1, keepdims: 0 }, { outputs: ['next_ids'] });
+  g.output('next_ids', DataType.INT64, ['rows']);
   for (let l = 0; l < L; l++) {
     if (one) {
       g.output(`new_key.${l}`, DataType.FLOAT, ['batch', kvH, 1, hd]);

@@ -147,8 +147,8 @@ export async function prefillPrompts(
           }
         }
       });
-      const logits = await decoder.forward(cache, embeds, S, logitRows.length ? logitRows : [0]);
-      owners.forEach(([i, t], r) => opts.onLogits(i, t, logits, r * V));
+      const { logits } = await decoder.forward(cache, embeds, S, logitRows.length ? logitRows : [0]);
+      owners.forEach(([i, t], r) => opts.onLogits(i, t, logits!, r * V));
     }
     group.forEach((i, b) => (rows[i] = { cache, row: b }));
   }
@@ -170,28 +170,32 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
     if (opts.signal?.aborted) throw new AbortError();
   };
 
-  // Prefill in groups of similar length, then one batch cache for the steps.
-  let logits: Float32Array = new Float32Array(B * V);
+  // Prefill in groups of similar length, then one batch cache for the steps. The first token
+  // of each row is the argmax of its prompt's last logits; each step's come from the graph
+  // (next_ids), with the logits themselves fetched only when they are to be kept.
+  let logits: Float32Array | undefined = new Float32Array(B * V);
+  const prompts = logits;
   const parts = await prefillPrompts(decoder, inputs, {
     chunk: opts.prefillChunk,
     wanted: (i) => [inputs[i].length - 1],
-    onLogits: (i, _, out, offset) => logits.set(out.subarray(offset, offset + V), i * V),
+    onLogits: (i, _, out, offset) => prompts.set(out.subarray(offset, offset + V), i * V),
     check,
   });
   const cache = parts.every((p, i) => p.cache === parts[0].cache && p.row === i) ? parts[0].cache : KvCache.stack(parts);
 
   const outputs: GenerationOutput[] = inputs.map(() => ({ ids: [], stopReason: 'max_new_tokens' }));
   let rows = inputs.map((_, b) => b); // batch row -> input index
-  let logitsRows = rows.map((_, r) => r);
+  let ids = rows.map((b) => argmax(prompts, b * V, V));
   let first = true;
   for (;;) {
     check();
     const next: number[] = [];
     const keep: number[] = [];
     rows.forEach((item, r) => {
-      const id = argmax(logits, logitsRows[r] * V, V);
-      if (first && opts.keepFirstLogits) outputs[item].firstLogits = logits.slice(logitsRows[r] * V, (logitsRows[r] + 1) * V);
-      if (opts.keepStepLogits) (outputs[item].stepLogits ??= []).push(logits.slice(logitsRows[r] * V, (logitsRows[r] + 1) * V));
+      const id = ids[r];
+      const rowLogits = () => logits!.slice(r * V, (r + 1) * V);
+      if (first && opts.keepFirstLogits) outputs[item].firstLogits = rowLogits();
+      if (opts.keepStepLogits) (outputs[item].stepLogits ??= []).push(rowLogits());
       outputs[item].ids.push(id);
       if (opts.stopIds.has(id)) outputs[item].stopReason = 'eos';
       else if (outputs[item].ids.length < inputs[item].maxNewTokens) {
@@ -208,8 +212,15 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
     }
     const embeds = new Float32Array(rows.length * H);
     next.forEach((id, r) => decoder.embed(id, embeds, r * H));
-    logitsRows = rows.map((_, r) => r);
-    logits = await decoder.forward(cache, embeds, 1, logitsRows);
+    const step = await decoder.forward(
+      cache,
+      embeds,
+      1,
+      rows.map((_, r) => r),
+      { logits: opts.keepStepLogits === true },
+    );
+    logits = step.logits;
+    ids = step.nextIds;
   }
   return outputs;
 }

@@ -367,10 +367,12 @@ export class TextDecoder {
 
   /**
    * One forward pass of S new positions for every row of the cache's batch. `embeds` is
-   * [B, S, H]; `logitRows` are indices into the flattened [B·S] positions. Returns
-   * logits [R, headRows] and appends the new keys/values to the cache.
+   * [B, S, H]; `logitRows` are indices into the flattened [B·S] positions. Returns, for those
+   * rows, logits [R, headRows] (unless `logits` is false: a generation step only needs
+   * `nextIds`, and then the logits are neither copied out of the session nor scanned) and
+   * each row's argmax, and appends the new keys/values to the cache.
    */
-  async forward(cache: KvCache, embeds: Float32Array, S: number, logitRows: number[]): Promise<Float32Array> {
+  async forward(cache: KvCache, embeds: Float32Array, S: number, logitRows: number[], opts: { logits?: boolean } = {}): Promise<{ logits?: Float32Array; nextIds: number[] }> {
     const B = cache.batch;
     const L = this.cfg.layers;
     const P = cache.cap;
@@ -408,7 +410,8 @@ export class TextDecoder {
     };
     if (newMask) feeds.new_mask = new ort.Tensor('float32', newMask, [B, 1, rows, S]);
     for (let l = 0; l < L; l++) cache.feeds(l, feeds);
-    const out = await session.run(feeds);
+    const wantLogits = opts.logits !== false;
+    const out = await session.run(feeds, wantLogits ? session.outputNames : session.outputNames.filter((n) => n !== 'logits'));
     const layer = (name: string) => Array.from({ length: L }, (_, l) => out[`${name}.${l}`].data);
     if (cache.format === 'fp32') {
       cache.append({ format: 'fp32', keys: layer('new_key') as Float32Array[], values: layer('new_value') as Float32Array[] }, S);
@@ -430,7 +433,7 @@ export class TextDecoder {
         S,
       );
     }
-    return out.logits.data as Float32Array;
+    return { logits: wantLogits ? (out.logits.data as Float32Array) : undefined, nextIds: Array.from(out.next_ids.data as BigInt64Array, Number) };
   }
 
   async release(): Promise<void> {
