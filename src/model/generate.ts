@@ -173,19 +173,19 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
   // Prefill in groups of similar length, then one batch cache for the steps. The first token
   // of each row is the argmax of its prompt's last logits; each step's come from the graph
   // (next_ids), with the logits themselves fetched only when they are to be kept.
-  let logits: Float32Array | undefined = new Float32Array(B * V);
-  const prompts = logits;
+  const promptLogits = new Float32Array(B * V);
+  let logits: Float32Array | undefined = promptLogits;
   const parts = await prefillPrompts(decoder, inputs, {
     chunk: opts.prefillChunk,
     wanted: (i) => [inputs[i].length - 1],
-    onLogits: (i, _, out, offset) => prompts.set(out.subarray(offset, offset + V), i * V),
+    onLogits: (i, _, out, offset) => promptLogits.set(out.subarray(offset, offset + V), i * V),
     check,
   });
   const cache = parts.every((p, i) => p.cache === parts[0].cache && p.row === i) ? parts[0].cache : KvCache.stack(parts);
 
   const outputs: GenerationOutput[] = inputs.map(() => ({ ids: [], stopReason: 'max_new_tokens' }));
   let rows = inputs.map((_, b) => b); // batch row -> input index
-  let ids = rows.map((b) => argmax(prompts, b * V, V));
+  let ids = rows.map((b) => argmax(promptLogits, b * V, V));
   let first = true;
   for (;;) {
     check();
