@@ -15,9 +15,9 @@
  * logits out of the session and scanning them on the host) and new_key.i / new_value.i
  * [B, kvH, S, hd] — or, with an int8 cache, the new rows already quantised in the cache's
  * layouts: new_key.i int8 [B, kvH, hd, S], new_value.i int8 [B, kvH, S, hd] and their scales
- * new_key_scale.i / new_value_scale.i [B, kvH, S, 1] (quantising 29 M values of a 512-row 0.6B prompt pass on the host took
- * ~0.5 s; in the graph it is a few elementwise passes, and the outputs copied back are a
- * quarter of the bytes). The singlePosition form has no new_mask and returns fp32 rows
+ * new_key_scale.i / new_value_scale.i [B, kvH, S, 1] (quantising 29 M values of a 512-row
+ * 0.6B prompt pass on the host took ~0.5 s; in the graph it is a few elementwise passes, and
+ * the outputs copied back are a quarter of the bytes). The singlePosition form has no new_mask and returns fp32 rows
  * [B, kvH, 1, hd] for the host to quantise (57,344 values a step for one 0.6B sequence).
  *
  * Why attention is split into a "past" and a "new" part instead of concatenating the KV
