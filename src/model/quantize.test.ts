@@ -77,6 +77,25 @@ for (const bits of [8, 4] as const) {
   });
 }
 
+test('per-channel int8 weights: scales and the transposed [k, n] layout, as defined, on shapes that cut the transpose tiles', () => {
+  for (const [n, k] of [
+    [3, 5],
+    [33, 70],
+    [96, 80],
+  ]) {
+    const w = Float32Array.from({ length: n * k }, randn);
+    w.fill(0, 0, k); // an all-zero row keeps scale 1 and zero weights
+    const q = quantizePerChannelInt8(w, n, k);
+    for (let row = 0; row < n; row++) {
+      let max = 0;
+      for (let i = 0; i < k; i++) max = Math.max(max, Math.abs(w[row * k + i]));
+      const scale = max / 127 || 1;
+      assert.equal(q.scales[row], Math.fround(scale), `[${n}, ${k}] scale of row ${row}`);
+      for (let i = 0; i < k; i++) assert.equal(q.weights[i * n + row], roundHalfEven(w[row * k + i] * (1 / scale)), `[${n}, ${k}] weight (${row}, ${i})`);
+    }
+  }
+});
+
 test('w8a8: per-row int8 activations times per-channel int8 weights, as defined', async () => {
   // Reference: the same integer arithmetic on the host. Row 2 is all zeros (scale floor, no NaN).
   const x = Float32Array.from(X);

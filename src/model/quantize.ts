@@ -52,8 +52,7 @@ export function quantizeMatrix(w: Float32Array, n: number, k: number, bits: Quan
       if (bits === 8) {
         let maxAbs = 0;
         for (let i = start; i < end; i++) {
-          const v = w[i];
-          const a = v < 0 ? -v : v;
+          const a = Math.abs(w[i]);
           if (a > maxAbs) maxAbs = a;
         }
         const scale = maxAbs / 127 || 1;
@@ -126,6 +125,9 @@ export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
   return out;
 }
 
+/** Side of the square tiles quantizePerChannelInt8 transposes in (32 × 32 int8 outputs). */
+const TRANSPOSE_TILE = 32;
+
 /**
  * Per-output-channel symmetric int8 weights for MatMulInteger, transposed to [k, n]
  * (MatMulInteger multiplies A [m, k] by B [k, n]); scales [n].
@@ -134,18 +136,33 @@ export function quantizePerChannelInt8(w: Float32Array, n: number, k: number): {
   if (w.length !== n * k) throw new Error(`quantizePerChannelInt8: ${w.length} values for [${n}, ${k}]`);
   const weights = new Int8Array(k * n);
   const scales = new Float32Array(n);
+  const inv = new Float64Array(n);
   for (let row = 0; row < n; row++) {
     const base = row * k;
     let maxAbs = 0;
+    // Math.abs, not a sign test: on random-signed weights the branch mispredicts half the
+    // time (the 0.6B head, 155 M values: 1.07 s against 0.37 s for this pass).
     for (let i = 0; i < k; i++) {
-      const v = w[base + i];
-      const a = v < 0 ? -v : v;
+      const a = Math.abs(w[base + i]);
       if (a > maxAbs) maxAbs = a;
     }
     const scale = maxAbs / 127 || 1;
-    const inv = 1 / scale;
+    inv[row] = 1 / scale;
     scales[row] = scale;
-    for (let i = 0; i < k; i++) weights[i * n + row] = w[base + i] * inv + ROUND - ROUND;
+  }
+  // The transpose goes tile by tile, so the output lines a tile writes stay in the L1 cache
+  // while all its rows fill them: a 6144 × 2048 weight took 42–63 ms this way against 99–117
+  // row by row (the output row stride is n bytes: one byte per cache line per input value).
+  for (let r0 = 0; r0 < n; r0 += TRANSPOSE_TILE) {
+    const r1 = Math.min(n, r0 + TRANSPOSE_TILE);
+    for (let i0 = 0; i0 < k; i0 += TRANSPOSE_TILE) {
+      const i1 = Math.min(k, i0 + TRANSPOSE_TILE);
+      for (let row = r0; row < r1; row++) {
+        const base = row * k;
+        const f = inv[row];
+        for (let i = i0; i < i1; i++) weights[i * n + row] = w[base + i] * f + ROUND - ROUND;
+      }
+    }
   }
   return { weights, scales };
 }
