@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { AsrModel } from './asr-model.ts';
+import { SafetensorsStore, writeSafetensors } from './safetensors.ts';
 import { goldenPath, REPO_ROOT } from '../testing/shared.ts';
 
 const SRC = goldenPath('tiny-a', 'checkpoint');
@@ -97,4 +98,32 @@ test('DEVICE=cuda without the CUDA execution provider says how to install it', a
     AsrModel.load(SRC, { device: 'cuda', quant: 'none', threads: 1, cacheDir: false }),
     (e: Error) => e.name === 'DeviceError' && /DEVICE=cuda/.test(e.message) && /npm run install:cuda/.test(e.message),
   );
+});
+
+test('a non-finite weight is refused with its tensor, file and element, in every float dtype', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qwen3-asr-nonfinite-'));
+  scratch.push(dir);
+  const file = join(dir, 'w.safetensors');
+  // The bad value sits at element 2; the good tensors hold the largest finite values.
+  const bf16 = (bits: number[]) => Buffer.from(Uint16Array.from(bits).buffer);
+  const f16 = bf16;
+  const f32 = (v: number[]) => Buffer.from(Float32Array.from(v).buffer);
+  writeSafetensors(file, [
+    { name: 'bf16.ok', dtype: 'BF16', shape: [3], data: bf16([0x3f80, 0xbf80, 0x7f7f]) }, // 1, -1, largest finite
+    { name: 'bf16.inf', dtype: 'BF16', shape: [4], data: bf16([0x3f80, 0, 0x7f80, 0]) },
+    { name: 'bf16.nan', dtype: 'BF16', shape: [4], data: bf16([0, 0, 0xffc1, 0]) },
+    { name: 'f16.inf', dtype: 'F16', shape: [4], data: f16([0x3c00, 0, 0xfc00, 0]) },
+    { name: 'f16.ok', dtype: 'F16', shape: [2], data: f16([0x7bff, 0x3c00]) }, // 65504, 1
+    { name: 'f32.nan', dtype: 'F32', shape: [4], data: f32([1, 2, NaN, 4]) },
+  ]);
+  const store = SafetensorsStore.openFile(file);
+  assert.deepEqual(Array.from(store.readFloat32('bf16.ok')), [1, -1, 3.3895313892515355e38]);
+  assert.deepEqual(Array.from(store.readFloat32('f16.ok')), [65504, 1]);
+  for (const name of ['bf16.inf', 'bf16.nan', 'f16.inf', 'f32.nan']) {
+    assert.throws(
+      () => store.readFloat32(name),
+      (e: Error) => e.message.includes(file) && e.message.includes(`tensor ${name} holds a non-finite value at element 2`),
+      name,
+    );
+  }
 });

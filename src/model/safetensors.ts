@@ -242,12 +242,18 @@ export class SafetensorsStore {
   /** Reads a floating-point tensor as float32 (bf16 and f16 upcast exactly). */
   readFloat32(name: string, shape?: number[]): Float32Array {
     const t = shape ? this.expectShape(name, shape) : this.info(name);
-    const data = toFloat32(this.readRaw(name), t.dtype, `${t.file}: tensor ${name}`);
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i])) {
-        throw new SafetensorsError(`${t.file}: tensor ${name} holds a non-finite value at element ${i}`);
-      }
+    const raw = this.readRaw(name);
+    const nonFinite = (i: number) => new SafetensorsError(`${t.file}: tensor ${name} holds a non-finite value at element ${i}`);
+    if (t.dtype === 'BF16' || t.dtype === 'F16') {
+      // Checked on the 16-bit words (exponent all ones), half the bytes of the float32 result:
+      // the 1.7B embedding's 311 M values in 0.44–0.59 s, against 0.83–0.91 s over the floats.
+      const exponent = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
+      const words = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength >> 1) : new Uint16Array(new Uint8Array(raw).buffer);
+      for (let i = 0; i < words.length; i++) if ((words[i] & exponent) === exponent) throw nonFinite(i);
+      return toFloat32(raw, t.dtype, `${t.file}: tensor ${name}`);
     }
+    const data = toFloat32(raw, t.dtype, `${t.file}: tensor ${name}`);
+    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) throw nonFinite(i);
     return data;
   }
 
