@@ -3,7 +3,7 @@
  * (`bench.ts` runs it in its own process): every weight product of one Qwen3-ASR-0.6B decoder
  * step — per layer q, k and v from one input, o, gate, up and down, then the output head
  * (shapes from the released model's config.json) — chained with no attention, norms or cache,
- * 592 MB of int8 (pseudo-random values: speed does not depend on them). So many distinct
+ * 596 MB of int8 (pseudo-random values: speed does not depend on them). So many distinct
  * bytes stream from memory as a real step's do; a smaller chain would sit in a large L3 (the
  * seventh session's VM reported 480 MB) and measure the cache instead.
  *

@@ -307,7 +307,7 @@ export interface DecoderLoadOptions extends DecoderGraphOptions {
  * Generation steps of fewer than this many rows run on the step graph (when there is one:
  * QUANT=int4, whose steps use 4-bit MatMulNBits); every other pass (steps of larger batches,
  * prompts) on the batch graph (W8A8). MatMulNBits costs more with every row while W8A8 is
- * nearly flat: on this project's AMD VM in the seventh session (int4 steps at 275 positions,
+ * nearly flat: on the seventh session's Intel VM with AMX (int4 steps at 275 positions,
  * step graph vs batch graph, ms, alternating runs) one row took 29.7–30.0 vs 34.1 (0.6B) and
  * 68.6–69.0 vs 75.6–76.4 (1.7B); two rows were even (0.6B 38.7–39.4 vs 38.8–39.9, 1.7B
  * 80.7–82.2 vs 78.7–82.0); three rows favoured the batch graph (0.6B 45.9–46.0 vs 42.7,
@@ -316,6 +316,9 @@ export interface DecoderLoadOptions extends DecoderGraphOptions {
 const BATCH_GRAPH_MIN_ROWS = 3;
 
 export class TextDecoder {
+  /** Per session, its outputs without `logits` (what a generation step fetches). */
+  private readonly fetchesWithoutLogits = new Map<ort.InferenceSession, readonly string[]>();
+
   private constructor(
     readonly cfg: TextDecoderConfig,
     private readonly session: ort.InferenceSession,
@@ -411,7 +414,12 @@ export class TextDecoder {
     if (newMask) feeds.new_mask = new ort.Tensor('float32', newMask, [B, 1, rows, S]);
     for (let l = 0; l < L; l++) cache.feeds(l, feeds);
     const wantLogits = opts.logits !== false;
-    const out = await session.run(feeds, wantLogits ? session.outputNames : session.outputNames.filter((n) => n !== 'logits'));
+    let fetches = session.outputNames;
+    if (!wantLogits) {
+      fetches = this.fetchesWithoutLogits.get(session) ?? session.outputNames.filter((n) => n !== 'logits');
+      this.fetchesWithoutLogits.set(session, fetches);
+    }
+    const out = await session.run(feeds, fetches);
     const layer = (name: string) => Array.from({ length: L }, (_, l) => out[`${name}.${l}`].data);
     if (cache.format === 'fp32') {
       cache.append({ format: 'fp32', keys: layer('new_key') as Float32Array[], values: layer('new_value') as Float32Array[] }, S);

@@ -51,8 +51,7 @@ export interface PartPrecisions {
  *   session: a chain of 100 MB of weights, held in that VM's 480 MB L3, ms for 1 / 3 / 8
  *   rows: W8A8 2.71–2.87 / 2.85–2.90 / 3.39–3.51, MatMulNBits int8 2.83–3.26 / 4.15–4.71 /
  *   6.66–6.78; 1.7B steps from memory at 275 positions, 1 row 77–79 ms vs 84, 3 rows 86–88
- *   vs 113–116), so `int8` is W8A8
- *   throughout and compiles one decoder graph. 4-bit weights exist only as MatMulNBits, which
+ *   vs 113–116), so `int8` is W8A8 throughout and compiles one decoder graph. 4-bit weights exist only as MatMulNBits, which
  *   streams half the bytes: it wins for one row (int4 1.7B 69 ms vs 76 with W8A8), so `int4`
  *   builds a second decoder graph (`decoder`, `head`) for steps of 1–2 sequences, at the cost
  *   of a second, 4-bit copy of the decoder weights.
