@@ -1,9 +1,11 @@
 /**
- * Prefill grouping: which prompts share a left-padded pass.
+ * Prefill grouping: which prompts share a left-padded pass; the room prefill leaves for steps.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { prefillGroups } from './generate.ts';
+import { prefillGroups, prefillPrompts } from './generate.ts';
+import { AsrModel } from './asr-model.ts';
+import { goldenPath } from '../testing/shared.ts';
 
 test('prefill groups: prompts of different lengths are not padded to the longest', () => {
   // The three segments of the 60 s benchmark recording.
@@ -28,5 +30,23 @@ test('prefill groups: every prompt lands in exactly one group', () => {
   for (const g of groups) {
     const longest = lengths[g[0]];
     for (const i of g) assert.ok(lengths[i] <= longest && longest - lengths[i] <= Math.max(32, longest / 16), `${lengths[i]} in a group led by ${longest}`);
+  }
+});
+
+test('prefill reserves cache room for the tokens to be generated (tiny-a)', async () => {
+  const model = await AsrModel.load(goldenPath('tiny-a', 'checkpoint'), { device: 'cpu', quant: 'none', threads: 1, cacheDir: false });
+  try {
+    const { hiddenSize: H, kvHeads, headDim, layers } = model.config.text;
+    const prompts = [0, 1].map(() => ({ embeds: new Float32Array(20 * H).fill(0.01), length: 20 }));
+    const opts = { wanted: () => [19], onLogits: () => {} };
+    const [plain] = await prefillPrompts(model.decoder, prompts, opts);
+    const [reserved] = await prefillPrompts(model.decoder, prompts, { ...opts, extraPositions: 300 });
+    // Values of all layers share one buffer: room for 20 + 300 positions, rounded to the step.
+    const bytes = (c: typeof plain.cache) => c.values[0].buffer.byteLength / (layers * 2 * kvHeads * headDim * c.values[0].BYTES_PER_ELEMENT);
+    assert.ok(bytes(reserved.cache) >= 320, `room for ${bytes(reserved.cache)} positions`);
+    assert.ok(bytes(plain.cache) < 320, `room for ${bytes(plain.cache)} positions without a reservation`);
+    assert.deepEqual(reserved.cache.read(1, 1, 0, 19), plain.cache.read(1, 1, 0, 19));
+  } finally {
+    await model.release();
   }
 });

@@ -111,6 +111,11 @@ export interface PrefillOptions {
   onLogits: (i: number, position: number, logits: Float32Array, offset: number) => void;
   /** Called before every pass (throws to abort). */
   check?: () => void;
+  /**
+   * Positions to make room for in each group's cache beyond its prompts (the tokens to be
+   * generated from it), so the cache grows in place (KvCache.reserve).
+   */
+  extraPositions?: number;
 }
 
 /**
@@ -130,6 +135,7 @@ export async function prefillPrompts(
     const Lmax = prompts[group[0]].length;
     const pads = group.map((i) => Lmax - prompts[i].length);
     const cache = decoder.newCache(group.length, pads);
+    cache.reserve(Lmax + (opts.extraPositions ?? 0));
     const wanted = group.map((i) => opts.wanted(i));
     const chunk = Math.max(1, opts.chunk ?? prefillPositions(group.length));
     for (let c0 = 0; c0 < Lmax; c0 += chunk) {
@@ -173,15 +179,19 @@ export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInp
   // Prefill in groups of similar length, then one batch cache for the steps. The first token
   // of each row is the argmax of its prompt's last logits; each step's come from the graph
   // (next_ids), with the logits themselves fetched only when they are to be kept.
+  // Room for every step is reserved up front (in the one group's cache, or the stacked one).
   const promptLogits = new Float32Array(B * V);
   let logits: Float32Array | undefined = promptLogits;
+  const maxNew = Math.max(...inputs.map((x) => x.maxNewTokens));
+  const oneGroup = prefillGroups(inputs.map((x) => x.length)).length === 1;
   const parts = await prefillPrompts(decoder, inputs, {
     chunk: opts.prefillChunk,
     wanted: (i) => [inputs[i].length - 1],
     onLogits: (i, _, out, offset) => promptLogits.set(out.subarray(offset, offset + V), i * V),
     check,
+    extraPositions: oneGroup ? maxNew : 0,
   });
-  const cache = parts.every((p, i) => p.cache === parts[0].cache && p.row === i) ? parts[0].cache : KvCache.stack(parts);
+  const cache = parts.every((p, i) => p.cache === parts[0].cache && p.row === i) ? parts[0].cache : KvCache.stack(parts, maxNew);
 
   const outputs: GenerationOutput[] = inputs.map(() => ({ ids: [], stopReason: 'max_new_tokens' }));
   let rows = inputs.map((_, b) => b); // batch row -> input index

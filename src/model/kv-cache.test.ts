@@ -59,10 +59,31 @@ for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
             }
       cache.append(rowsFor(format, keys, values, S), S);
     };
+    // Every growth of the stride past its buffer's room (which a new buffer doubles) and
+    // every growth inside it (rows moving up in place) must keep each row's positions and
+    // leave its slack zero.
+    const slackIsZero = () => {
+      const { cap, len, batch } = cache;
+      const hd = format === 'int8' ? 1 : HD; // int8 keys: one run of positions per dimension
+      for (let l = 0; l < LAYERS; l++) {
+        const runs: [ArrayLike<number>, number, number][] = [[cache.values[l], batch * KVH, HD]];
+        if (format === 'int8') runs.push([cache.keys[l], batch * KVH * HD, 1], [cache.keyScales[l], batch * KVH, 1], [cache.valueScales[l], batch * KVH, 1]);
+        else runs.push([cache.keys[l], batch * KVH, hd]);
+        for (const [a, rows, per] of runs) {
+          assert.equal(a.length, rows * cap * per);
+          for (let r = 0; r < rows; r++) for (let i = (r * cap + len) * per; i < (r + 1) * cap * per; i++) assert.equal(a[i], 0, `slack of row ${r} at ${i}`);
+        }
+      }
+    };
     appendChunk(5, 5);
-    for (let i = 0; i < 70; i++) appendChunk(1, 100 + i); // crosses the 64-position growth step
-    assert.equal(cache.len, 75);
-    assert.ok(cache.cap >= 75 && cache.cap % 64 === 0);
+    const caps = new Set<number>();
+    for (let i = 0; i < 200; i++) {
+      appendChunk(1, 100 + i);
+      if (!caps.has(cache.cap)) slackIsZero();
+      caps.add(cache.cap);
+    }
+    assert.equal(cache.len, 205);
+    assert.deepEqual([...caps], [64, 128, 192, 256]);
 
     const check = (rows: number[]) => {
       rows.forEach((orig, b) => {
@@ -86,16 +107,34 @@ for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
     assert.equal(cache.batch, 2);
     assert.deepEqual(cache.padStart, [0, 2]);
     check([0, 2]);
-    // Appending continues with the smaller batch.
+    // Appending continues with the smaller batch, growing the views keepRows left.
     const k = randomRows(2, 1, 77);
     const v = randomRows(2, 1, 78);
     cache.append(rowsFor(format, k, v, 1), 1);
     for (let b = 0; b < 2; b++)
       for (let h = 0; h < KVH; h++) {
-        const got = cache.read(1, b, h, 75);
+        const got = cache.read(1, b, h, 205);
         const at = (b * KVH + h) * HD;
         for (let d = 0; d < HD; d++) assert.ok(Math.abs(got.value[d] - v[1][at + d]) <= (format === 'fp32' ? 0 : 2 / 254 + 1e-6));
       }
+    for (let i = 0; i < 60; i++) {
+      const kk = randomRows(2, 1, 300 + i);
+      const vv = randomRows(2, 1, 400 + i);
+      cache.append(rowsFor(format, kk, vv, 1), 1);
+    }
+    assert.equal(cache.cap, 320);
+    slackIsZero();
+    for (let l = 0; l < LAYERS; l++)
+      for (let b = 0; b < 2; b++)
+        for (let h = 0; h < KVH; h++)
+          for (let pos = 0; pos < 205; pos++) {
+            const got = cache.read(l, b, h, pos);
+            const want = written[l][[0, 2][b]][h][pos];
+            for (const kind of ['key', 'value'] as const) {
+              const tol = format === 'fp32' ? 0 : Math.max(...want[kind].map(Math.abs)) / 254 + 1e-6;
+              for (let d = 0; d < HD; d++) assert.ok(Math.abs(got[kind][d] - want[kind][d]) <= tol, `after regrowth: ${kind} l${l} b${b} h${h} pos ${pos} d${d}`);
+            }
+          }
   });
 }
 
@@ -236,4 +275,54 @@ test('host quantisation of a step\'s new keys and values equals the graph\'s, bi
   } finally {
     await session.release();
   }
+});
+
+for (const format of ['fp32', 'int8'] as KvCacheFormat[]) {
+  test(`${format} KV cache: growth within reserved room stays in the same buffers and keeps every position`, () => {
+    const B = 2;
+    const cache = new KvCache(LAYERS, B, KVH, HD, [0, 1], format);
+    const prompt = { keys: randomRows(B, 40, 1), values: randomRows(B, 40, 2) };
+    cache.reserve(40 + 150);
+    const buffers = () => [cache.keys, cache.values, ...(format === 'int8' ? [cache.keyScales, cache.valueScales] : [])].map((a) => a.map((x) => x.buffer));
+    const reserved = buffers();
+    cache.append(rowsFor(format, prompt.keys, prompt.values, 40), 40);
+    const steps: { keys: Float32Array[]; values: Float32Array[] }[] = [];
+    for (let i = 0; i < 150; i++) {
+      steps.push({ keys: randomRows(B, 1, 10 + i), values: randomRows(B, 1, 500 + i) });
+      cache.append(rowsFor(format, steps[i].keys, steps[i].values, 1), 1);
+    }
+    assert.equal(cache.cap, 192);
+    buffers().forEach((kind, k) => kind.forEach((buffer, l) => assert.equal(buffer, reserved[k][l], `kind ${k} layer ${l} moved to a new buffer`)));
+    // Every position reads back (one dimension checked per kind, all layers, rows, heads).
+    for (let l = 0; l < LAYERS; l++)
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < KVH; h++)
+          for (let pos = 0; pos < 190; pos++) {
+            const [src, at] = pos < 40 ? [prompt, ((b * KVH + h) * 40 + pos) * HD] : [steps[pos - 40], (b * KVH + h) * HD];
+            const got = cache.read(l, b, h, pos);
+            for (const kind of ['key', 'value'] as const) {
+              const want = src[kind === 'key' ? 'keys' : 'values'][l].subarray(at, at + HD);
+              const tol = format === 'fp32' ? 0 : Math.max(...want.map(Math.abs)) / 254 + 1e-6;
+              for (let d = 0; d < HD; d++) assert.ok(Math.abs(got[kind][d] - want[d]) <= tol, `${kind} l${l} b${b} h${h} pos ${pos} d${d}`);
+            }
+          }
+    // Past the room, growth moves to new buffers and still keeps everything.
+    for (let i = 0; i < 200; i++) cache.append(rowsFor(format, randomRows(B, 1, 900 + i), randomRows(B, 1, 1200 + i), 1), 1);
+    assert.notEqual(cache.keys[0].buffer, reserved[0][0]);
+    assert.deepEqual(cache.read(1, 1, 1, 45).value.length, HD);
+    const want = steps[5].values[1].subarray((1 * KVH + 1) * HD, (1 * KVH + 2) * HD);
+    const got = cache.read(1, 1, 1, 45).value;
+    for (let d = 0; d < HD; d++) assert.ok(Math.abs(got[d] - want[d]) <= (format === 'fp32' ? 0 : Math.max(...want.map(Math.abs)) / 254 + 1e-6));
+  });
+}
+
+test('KV cache: stacking reserves room for the positions still to come', () => {
+  const a = new KvCache(LAYERS, 1, KVH, HD, [0], 'int8');
+  a.append(rowsFor('int8', randomRows(1, 30, 1), randomRows(1, 30, 2), 30), 30);
+  const stacked = KvCache.stack([{ cache: a, row: 0 }, { cache: a, row: 0 }], 200);
+  const buffer = stacked.values[0].buffer;
+  for (let i = 0; i < 200; i++) stacked.append(rowsFor('int8', randomRows(2, 1, 3 + i), randomRows(2, 1, 400 + i), 1), 1);
+  assert.equal(stacked.cap, 256);
+  assert.equal(stacked.values[0].buffer, buffer);
+  assert.deepEqual(stacked.read(0, 1, 1, 29), a.read(0, 0, 1, 29));
 });
