@@ -95,7 +95,7 @@ export class AudioEncoder {
   static async load(store: SafetensorsStore, cfg: AudioEncoderConfig, linear: LinearOptions, session: SessionOptions): Promise<AudioEncoder> {
     // The conv stem's form follows the encoder's precision (a derived choice: switching QUANT
     // rebuilds this small graph in about a second rather than keeping one entry per form).
-    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg, linear.precision), session, {}, { precision: linear.precision });
+    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg, linear), session, {}, { precision: linear.precision, int8Kernel: linear.int8Kernel });
     const transformer = await createSession('audio_encoder', (g) => buildEncoderTransformerGraph(g, store, cfg, linear), session, { linear });
     return new AudioEncoder(cfg, conv, transformer);
   }

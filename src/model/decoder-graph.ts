@@ -31,6 +31,7 @@ import { type TextDecoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
 import { linear, linearFromData, linearGroup, rmsNorm, rowScales, transpose, weight, type LinearOptions } from './onnx/layers.ts';
+import { defaultInt8Kernel, int8Offset, type Int8Kernel } from './onnx/int8-kernel.ts';
 
 const PREFIX = 'thinker.model';
 
@@ -44,6 +45,11 @@ export interface DecoderGraphOptions {
   headWeight: string;
   /** How the host stores the past (text-decoder.ts KvCacheFormat); default fp32. */
   kvCache?: 'fp32' | 'int8';
+  /**
+   * The integer kernel an int8 cache's attention products are built for (int8-kernel.ts;
+   * default this machine's): with u8u8 the cache holds keys and values as uint8 + 128.
+   */
+  int8Kernel?: Int8Kernel;
   /**
    * A graph for generation steps only: one new position per row (S = 1), for small batches.
    * Each node of a one-token step costs more in overhead than in work, so this form drops
@@ -75,14 +81,17 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const newMask = one ? '' : g.input('new_mask', DataType.FLOAT, ['batch', 1, 'query_rows', 'seq']);
   const logitRows = g.input('logit_rows', DataType.INT64, ['rows']);
   const int8Cache = opts.kvCache === 'int8';
+  // The cache's element type: int8, or uint8 holding value + 128 (int8-kernel.ts).
+  const offset = int8Cache ? int8Offset(opts.int8Kernel ?? defaultInt8Kernel()) : 0;
+  const cacheType = offset ? DataType.UINT8 : DataType.INT8;
   const pastK: string[] = [];
   const pastV: string[] = [];
   const pastKScale: string[] = [];
   const pastVScale: string[] = [];
   for (let l = 0; l < L; l++) {
     if (int8Cache) {
-      pastK.push(g.input(`past_key.${l}`, DataType.INT8, ['batch', kvH, hd, 'past']));
-      pastV.push(g.input(`past_value.${l}`, DataType.INT8, ['batch', kvH, 'past', hd]));
+      pastK.push(g.input(`past_key.${l}`, cacheType, ['batch', kvH, hd, 'past']));
+      pastV.push(g.input(`past_value.${l}`, cacheType, ['batch', kvH, 'past', hd]));
       pastKScale.push(g.input(`past_key_scale.${l}`, DataType.FLOAT, ['batch', kvH, 1, 'past']));
       pastVScale.push(g.input(`past_value_scale.${l}`, DataType.FLOAT, ['batch', kvH, 1, 'past']));
     } else {
@@ -115,6 +124,8 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const pastRows = int8Cache ? shape(c(-1), pT) : '';
   const newRows = int8Cache && !one ? shape(c(-1), sT) : '';
   const queryZeroPoints = int8Cache ? g.op('Expand', [g.constUint8(128), shape(bT, c(kvH), one ? c(grp) : g.op('Mul', [sT, c(grp)]), c(1))]) : '';
+  // New keys' and values' zero points [B, kvH, S, 1] when the cache stores them as uint8 + 128.
+  const newRowZeroPoints = int8Cache && !one && offset ? g.op('Expand', [g.constUint8(offset), shape(bT, c(kvH), sT, c(1))]) : undefined;
   const zero = c(0);
   const big = c(2 ** 62);
   const lastAxis = c(-1);
@@ -171,7 +182,7 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const v = heads(vProj, kvH, fp32Out ? `new_value.${l}` : undefined);
     // Otherwise, with an int8 cache, the graph hands the cache its new rows already
     // quantised, in the cache's layouts, and attends to them in that form too (like to the past).
-    const asInt8 = (x: string, names: { q?: string; scale: string }) => quantizeVectors(g, x, { hd, maxAbs: 127, type: DataType.INT8, names });
+    const asInt8 = (x: string, names: { q?: string; scale: string }) => quantizeVectors(g, x, { hd, maxAbs: 127, type: cacheType, zeroPoints: newRowZeroPoints, names });
     const qk = fp32Out ? undefined : asInt8(k, { scale: `new_key_scale.${l}` });
     const qv = fp32Out ? undefined : asInt8(v, { q: `new_value.${l}`, scale: `new_value_scale.${l}` });
     if (qk) g.node('Transpose', [qk.q], { perm: [0, 1, 3, 2] }, { outputs: [`new_key.${l}`] });
@@ -184,8 +195,8 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     if (int8Cache) {
       const qq = quantizeVectors(g, q, { hd, maxAbs: 127, zeroPoints: queryZeroPoints });
       const queryScale = g.op('Mul', [qq.scale, g.constFloat([scale.float])]); // 1/√hd folded into the row scales
-      sPastRaw = int8Scores(g, qq.q, queryScale, pastK[l], pastKScale[l]);
-      sNewRaw = qk ? int8Scores(g, qq.q, queryScale, `new_key.${l}`, asColumns(qk.scale)) : fp32Scores(k);
+      sPastRaw = int8Scores(g, qq.q, queryScale, pastK[l], pastKScale[l], offset);
+      sNewRaw = qk ? int8Scores(g, qq.q, queryScale, `new_key.${l}`, asColumns(qk.scale), offset) : fp32Scores(k);
     } else {
       sPastRaw = fp32Scores(pastK[l]);
       sNewRaw = fp32Scores(k);
@@ -196,8 +207,8 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
     const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
     const pPast = g.op('Slice', [probs, zero, pT, lastAxis]);
     const pNew = g.op('Slice', [probs, pT, big, lastAxis]);
-    const ctxPast = int8Cache ? int8Context(g, pPast, pastRows, shapeProbsPast, pastV[l], pastVScale[l]) : g.op('MatMul', [pPast, pastV[l]]);
-    const ctxNew = qv ? int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale)) : g.op('MatMul', [pNew, v]);
+    const ctxPast = int8Cache ? int8Context(g, pPast, pastRows, shapeProbsPast, pastV[l], pastVScale[l], offset) : g.op('MatMul', [pPast, pastV[l]]);
+    const ctxNew = qv ? int8Context(g, pNew, newRows, shapeProbsNew, qv.q, asColumns(qv.scale), offset) : g.op('MatMul', [pNew, v]);
     const ctx = g.op('Add', [ctxPast, ctxNew]);
     // [B, kvH, g·S, hd] is [B, heads, S, hd]; back to rows of heads·hd (with S = 1, the same bytes).
     const ctx2d = one ? g.op('Reshape', [ctx, c(-1, nH * hd)]) : g.op('Reshape', [transpose(g, reshapeTo(ctx, shapeCtx), [0, 2, 1, 3]), c(-1, nH * hd)]);
@@ -232,9 +243,9 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
       g.output(`new_key.${l}`, DataType.FLOAT, ['batch', kvH, 1, hd]);
       g.output(`new_value.${l}`, DataType.FLOAT, ['batch', kvH, 1, hd]);
     } else if (int8Cache) {
-      g.output(`new_key.${l}`, DataType.INT8, ['batch', kvH, hd, 'seq']);
+      g.output(`new_key.${l}`, cacheType, ['batch', kvH, hd, 'seq']);
       g.output(`new_key_scale.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', 1]);
-      g.output(`new_value.${l}`, DataType.INT8, ['batch', kvH, 'seq', hd]);
+      g.output(`new_value.${l}`, cacheType, ['batch', kvH, 'seq', hd]);
       g.output(`new_value_scale.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', 1]);
     } else {
       g.output(`new_key.${l}`, DataType.FLOAT, ['batch', kvH, 'seq', hd]);
@@ -276,24 +287,28 @@ export function quantizeVectors(
 }
 
 /**
- * Scores of queries [B, kvH, g·S, hd] (quantised per row, +128 as uint8 for the u8·s8
- * integer kernels; `queryScale` [B, kvH, g·S, 1] includes 1/√hd) against int8 keys
- * [B, kvH, hd, N] with per-position scales [B, kvH, 1, N]: one MatMulIntegerToFloat applies
- * both scales inside the product. Returns [B, kvH, g·S, N].
+ * Scores of queries [B, kvH, g·S, hd] (quantised per row, +128 as uint8 for the integer
+ * kernels; `queryScale` [B, kvH, g·S, 1] includes 1/√hd) against int8 keys [B, kvH, hd, N]
+ * (stored + `offset` as uint8 when it is 128) with per-position scales [B, kvH, 1, N]: one
+ * MatMulIntegerToFloat applies both scales inside the product. Returns [B, kvH, g·S, N].
  */
-function int8Scores(g: GraphBuilder, queries: string, queryScale: string, keys: string, keyScales: string): string {
-  return g.op('MatMulIntegerToFloat', [queries, keys, queryScale, keyScales, g.constUint8(128)], {}, 'com.microsoft');
+function int8Scores(g: GraphBuilder, queries: string, queryScale: string, keys: string, keyScales: string, offset: number): string {
+  const inputs = [queries, keys, queryScale, keyScales, g.constUint8(128)];
+  if (offset) inputs.push(g.constUint8(offset));
+  return g.op('MatMulIntegerToFloat', inputs, {}, 'com.microsoft');
 }
 
 /**
  * Attention probabilities p [B, kvH, g·S, N] times int8 values [B, kvH, N, hd] with
  * per-position scales [B, kvH, 1, N]: the scales fold into p (p_j · s_j), which is then
- * quantised per row to uint8 (non-negative, zero point 0) for the integer product.
- * Returns [B, kvH, g·S, hd].
+ * quantised per row to uint8 (non-negative, zero point 0) for the integer product (values
+ * stored + `offset` as uint8 when it is 128). Returns [B, kvH, g·S, hd].
  */
-function int8Context(g: GraphBuilder, probs: string, rows: string, shape: string, values: string, valueScales: string): string {
+function int8Context(g: GraphBuilder, probs: string, rows: string, shape: string, values: string, valueScales: string, offset: number): string {
   const p = quantizeProbabilityRows(g, g.op('Mul', [probs, valueScales]), rows, shape);
-  return g.op('MatMulIntegerToFloat', [p.q, values, p.scale, g.constFloat([1])], {}, 'com.microsoft');
+  const inputs = [p.q, values, p.scale, g.constFloat([1])];
+  if (offset) inputs.push(g.constUint8(0), g.constUint8(offset));
+  return g.op('MatMulIntegerToFloat', inputs, {}, 'com.microsoft');
 }
 
 /**

@@ -13,6 +13,7 @@ import { type AudioEncoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
 import { gelu, layerNorm, linear, linearGroup, quantizeActivations, reshape, rowScales, transpose, w8a8Product, weight, type LinearOptions, type WeightPrecision } from './onnx/layers.ts';
+import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 
 const PREFIX = 'thinker.audio_tower';
 
@@ -31,7 +32,9 @@ export function convFreqOut(numMelBins: number): number {
   return strideTwoOut(strideTwoOut(strideTwoOut(numMelBins)));
 }
 
-export function buildConvStemGraph(g: GraphBuilder, store: SafetensorsStore, cfg: AudioEncoderConfig, precision: WeightPrecision = 'fp32'): void {
+export function buildConvStemGraph(g: GraphBuilder, store: SafetensorsStore, cfg: AudioEncoderConfig, opts: LinearOptions = { precision: 'fp32' }): void {
+  const { precision } = opts;
+  const int8Kernel = opts.int8Kernel ?? defaultInt8Kernel();
   const C = cfg.convChannels;
   const chunks = g.input('chunks', DataType.FLOAT, ['n', 1, cfg.numMelBins, 'frames']);
   const positions = g.input('positions', DataType.FLOAT, ['t', cfg.dModel]);
@@ -57,7 +60,7 @@ export function buildConvStemGraph(g: GraphBuilder, store: SafetensorsStore, cfg
     let height = strideTwoOut(cfg.numMelBins);
     for (const i of [2, 3]) {
       const { name, w, b } = convWeights(i, C);
-      x = gelu(g, conv3x3Stride2W8A8(g, x, name, w, b, C, C, height));
+      x = gelu(g, conv3x3Stride2W8A8(g, x, name, w, b, C, C, height, int8Kernel));
       height = strideTwoOut(height);
     }
     // [n, F, T', C] -> [n, T', C, F] -> rows of C·F, flattened channel-major as conv_out expects.
@@ -75,7 +78,7 @@ export function buildConvStemGraph(g: GraphBuilder, store: SafetensorsStore, cfg
   // The projection of each token's C·F conv outputs to the model width follows the stem's
   // form: with W8A8 convolutions it is a W8A8 product too (as fp32 Gemm it took 8.5 of the
   // 62 ms a run of four 0.6B chunks spent, profiled).
-  const proj = linear(g, store, rows, `${PREFIX}.conv_out`, cfg.dModel, C * F, false, { precision: precision === 'w8a8' ? 'w8a8' : 'fp32' });
+  const proj = linear(g, store, rows, `${PREFIX}.conv_out`, cfg.dModel, C * F, false, { precision: precision === 'w8a8' ? 'w8a8' : 'fp32', int8Kernel });
   // Back to [n, T', D] using the input's chunk count and the conv output length.
   const nT = g.op('Shape', [chunks], { start: 0, end: 1 });
   const tT = g.op('Shape', [positions], { start: 0, end: 1 });
@@ -127,8 +130,8 @@ function firstConvChannelsLast(g: GraphBuilder, chunks: string, conv: { name: st
  * Each output pixel's patch (its nine input pixels' channel vectors, tap-major, padding read
  * from an appended zero pixel) is gathered into a row of 9·Cin, quantised to int8 with the
  * row's own scale (as the W8A8 linear layers quantise tokens) and multiplied by the kernel as
- * a [9·Cin, Cout] int8 matrix with per-output-channel scales: one MatMulIntegerToFloat with
- * K = 4320 for the real widths. The row scales come from the pixels' own maxima (nine per
+ * a [9·Cin, Cout] int8 matrix with per-output-channel scales (stored for `int8Kernel`, see
+ * w8a8Product): one MatMulIntegerToFloat with K = 4320 for the real widths. The row scales come from the pixels' own maxima (nine per
  * patch) rather than from an Abs pass over the nine-times-larger patches.
  *
  * Measured (AMD EPYC, 2 threads): a profiled run of four 1 s chunks, 0.6B, took 68 ms against
@@ -140,7 +143,7 @@ function firstConvChannelsLast(g: GraphBuilder, chunks: string, conv: { name: st
  * A patch's scale covers nine pixels instead of one: tiny-a's stem against fp32 0.19% / 0.20%
  * (0.16% / 0.17% before; the test's bound is 0.5%).
  */
-export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: Float32Array, bias: Float32Array, cin: number, cout: number, height: number): string {
+export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: Float32Array, bias: Float32Array, cin: number, cout: number, height: number, int8Kernel: Int8Kernel): string {
   const outH = strideTwoOut(height);
   const W = g.op('Shape', [x], { start: 2, end: 3 }); // [1]
   const outW = strideTwoOutDynamic(g, W);
@@ -171,9 +174,9 @@ export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: 
   const patchMax = g.op('Reshape', [g.op('Gather', [pixelMax, taps], { axis: 1 }), g.constInt64([-1, 9])]);
   const quantised = quantizeActivations(g, patches, 9 * cin, rowScales(g, patchMax, 127, { nonNegative: true }));
   // Kernel [Cout, Cin, 3, 3] as rows of 9·Cin in the patches' order (tap, then channel).
-  const kernel = new Float32Array(cout * 9 * cin);
-  for (let o = 0; o < cout; o++) for (let t = 0; t < 9; t++) for (let i = 0; i < cin; i++) kernel[(o * 9 + t) * cin + i] = w[(o * cin + i) * 9 + t];
-  const y = w8a8Product(g, quantised, name, kernel, cout, 9 * cin, bias);
+  const taps9 = new Float32Array(cout * 9 * cin);
+  for (let o = 0; o < cout; o++) for (let t = 0; t < 9; t++) for (let i = 0; i < cin; i++) taps9[(o * 9 + t) * cin + i] = w[(o * cin + i) * 9 + t];
+  const y = w8a8Product(g, quantised, name, taps9, cout, 9 * cin, bias, int8Kernel);
   const outShape = g.op('Concat', [g.op('Shape', [x], { start: 0, end: 1 }), g.constInt64([outH, -1]), g.constInt64([cout])], { axis: 0 });
   return g.op('Reshape', [y, outShape]);
 }

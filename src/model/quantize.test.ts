@@ -30,7 +30,7 @@ import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { linearFromData } from './onnx/layers.ts';
 import { dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { goldenPath, readJson, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
+import { exactInt8Kernels, goldenPath, readJson, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
 
 const N = 96;
 const K = 80; // not a multiple of the block size: the last block is padded
@@ -96,38 +96,40 @@ test('per-channel int8 weights: scales and the transposed [k, n] layout, as defi
   }
 });
 
-test('w8a8: per-row int8 activations times per-channel int8 weights, as defined', async () => {
-  // Reference: the same integer arithmetic on the host. Row 2 is all zeros (scale floor, no NaN).
-  const x = Float32Array.from(X);
-  x.fill(0, 2 * K, 3 * K);
-  const g = new GraphBuilder('w8a8');
-  const xin = g.input('x', DataType.FLOAT, ['rows', K]);
-  const bias = Float32Array.from({ length: N }, (_, n) => n / N - 0.5);
-  const y = linearFromData(g, xin, 'lin', W, N, K, bias, { precision: 'w8a8' });
-  g.node('Identity', [y], {}, { outputs: ['y'] });
-  g.output('y', DataType.FLOAT, ['rows', N]);
-  const session = await ort.InferenceSession.create(g.toBytes());
-  const out = (await session.run({ x: new ort.Tensor('float32', x, [4, K]) })).y.data as Float32Array;
-  const wq = quantizePerChannelInt8(W, N, K);
-  const expected = new Float64Array(4 * N);
-  for (let r = 0; r < 4; r++) {
-    let max = 0;
-    for (let k = 0; k < K; k++) max = Math.max(max, Math.abs(x[r * K + k]));
-    const s = Math.max(Math.fround(max / 127), 1e-30);
-    const xq = Array.from({ length: K }, (_, k) => Math.min(127, Math.max(-128, roundHalfEven(x[r * K + k] / s))));
-    for (let n = 0; n < N; n++) {
-      let acc = 0;
-      for (let k = 0; k < K; k++) acc += xq[k] * wq.weights[k * N + n];
-      expected[r * N + n] = acc * wq.scales[n] * s + bias[n];
+for (const int8Kernel of exactInt8Kernels()) {
+  test(`w8a8 (${int8Kernel}): per-row int8 activations times per-channel int8 weights, as defined`, async () => {
+    // Reference: the same integer arithmetic on the host. Row 2 is all zeros (scale floor, no NaN).
+    const x = Float32Array.from(X);
+    x.fill(0, 2 * K, 3 * K);
+    const g = new GraphBuilder('w8a8');
+    const xin = g.input('x', DataType.FLOAT, ['rows', K]);
+    const bias = Float32Array.from({ length: N }, (_, n) => n / N - 0.5);
+    const y = linearFromData(g, xin, 'lin', W, N, K, bias, { precision: 'w8a8', int8Kernel });
+    g.node('Identity', [y], {}, { outputs: ['y'] });
+    g.output('y', DataType.FLOAT, ['rows', N]);
+    const session = await ort.InferenceSession.create(g.toBytes());
+    const out = (await session.run({ x: new ort.Tensor('float32', x, [4, K]) })).y.data as Float32Array;
+    const wq = quantizePerChannelInt8(W, N, K);
+    const expected = new Float64Array(4 * N);
+    for (let r = 0; r < 4; r++) {
+      let max = 0;
+      for (let k = 0; k < K; k++) max = Math.max(max, Math.abs(x[r * K + k]));
+      const s = Math.max(Math.fround(max / 127), 1e-30);
+      const xq = Array.from({ length: K }, (_, k) => Math.min(127, Math.max(-128, roundHalfEven(x[r * K + k] / s))));
+      for (let n = 0; n < N; n++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) acc += xq[k] * wq.weights[k * N + n];
+        expected[r * N + n] = acc * wq.scales[n] * s + bias[n];
+      }
     }
-  }
-  for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(out[i] - expected[i]) < 1e-4, `y[${i}] = ${out[i]}, expected ${expected[i]}`);
-  for (let n = 0; n < N; n++) assert.ok(Math.abs(out[2 * N + n] - bias[n]) < 1e-6, 'a zero row gives the bias');
-  // And it approximates the fp32 product closely (8 bits on both sides).
-  const exact = matmulT(x, W, 4).map((v, i) => v + bias[i % N]);
-  assert.ok(relError(out, exact) < 0.02, `vs fp32 ${relError(out, exact)}`);
-  await session.release();
-});
+    for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(out[i] - expected[i]) < 1e-4, `y[${i}] = ${out[i]}, expected ${expected[i]}`);
+    for (let n = 0; n < N; n++) assert.ok(Math.abs(out[2 * N + n] - bias[n]) < 1e-6, 'a zero row gives the bias');
+    // And it approximates the fp32 product closely (8 bits on both sides).
+    const exact = matmulT(x, W, 4).map((v, i) => v + bias[i % N]);
+    assert.ok(relError(out, exact) < 0.02, `vs fp32 ${relError(out, exact)}`);
+    await session.release();
+  });
+}
 
 test('tiny-a logits: int8 and int4 error against fp32 stays within the measured bounds', async () => {
   // Three measurements per precision: the first generated token comes from the batch graph

@@ -16,6 +16,7 @@ import { buildDecoderGraph, type DecoderGraphOptions } from './decoder-graph.ts'
 import { type SafetensorsStore, toFloat32 } from './safetensors.ts';
 import { createSession, type SessionOptions } from './onnx/session.ts';
 import { type LinearOptions } from './onnx/layers.ts';
+import { defaultInt8Kernel, int8Offset } from './onnx/int8-kernel.ts';
 import { ROUND } from './quantize.ts';
 
 const NEG = -1e30;
@@ -32,6 +33,8 @@ const MAX_RESERVE = 1024;
  *   [B, kvH, cap, hd]; scales [B, kvH, cap]. A quarter of the bytes: at batch 8 and 800
  *   positions a 1.7B step reads 0.38 GB of cache instead of 1.53 GB, and attention over it
  *   took 39 ms instead of 107 (MatMulInteger vs fp32 MatMul, 2 threads, this machine).
+ *   For the u8u8 integer kernel (int8-kernel.ts) the bytes hold each value + 128 and go to
+ *   the graph as uint8 (KvCache.zeroPoint); the arrays stay Int8Array views of those bytes.
  */
 export type KvCacheFormat = 'fp32' | 'int8';
 
@@ -65,6 +68,8 @@ export class KvCache {
     /** Left-padding positions of each row (masked forever). */
     public padStart: number[],
     readonly format: KvCacheFormat = 'fp32',
+    /** int8: what each stored value has been offset by (128: uint8 bytes for the u8u8 kernel). */
+    readonly zeroPoint: 0 | 128 = 0,
   ) {
     this.keys = Array.from({ length: layers }, () => this.tensor(0));
     this.values = Array.from({ length: layers }, () => this.tensor(0));
@@ -190,15 +195,15 @@ export class KvCache {
    */
   static stack(parts: { cache: KvCache; row: number }[], extraPositions = 0): KvCache {
     if (parts.length === 0) throw new Error('KV cache: nothing to stack');
-    const { layers, kvHeads: kvH, headDim: hd, format } = parts[0].cache;
+    const { layers, kvHeads: kvH, headDim: hd, format, zeroPoint } = parts[0].cache;
     for (const { cache } of parts) {
-      if (cache.layers !== layers || cache.kvHeads !== kvH || cache.headDim !== hd || cache.format !== format) {
+      if (cache.layers !== layers || cache.kvHeads !== kvH || cache.headDim !== hd || cache.format !== format || cache.zeroPoint !== zeroPoint) {
         throw new Error('KV cache: stacked caches differ in layers, heads, head size or format');
       }
     }
     const lengths = parts.map((p) => p.cache.position(p.row));
     const len = Math.max(...lengths);
-    const out = new KvCache(layers, parts.length, kvH, hd, lengths.map((n) => len - n), format);
+    const out = new KvCache(layers, parts.length, kvH, hd, lengths.map((n) => len - n), format, zeroPoint);
     out.reserve(len + extraPositions);
     out.reallocate(Math.max(CACHE_STEP, Math.ceil(len / CACHE_STEP) * CACHE_STEP));
     parts.forEach(({ cache: src, row }, b) => {
@@ -246,13 +251,14 @@ export class KvCache {
     const bh = b * kvH + h;
     const key = new Float32Array(hd);
     const value = new Float32Array(hd);
+    const stored = (x: number) => (this.zeroPoint ? (x & 0xff) - this.zeroPoint : x); // the int8 value of a stored byte
     for (let d = 0; d < hd; d++) {
       if (this.format === 'fp32') {
         key[d] = this.keys[layer][(bh * cap + pos) * hd + d];
         value[d] = this.values[layer][(bh * cap + pos) * hd + d];
       } else {
-        key[d] = this.keys[layer][(bh * hd + d) * cap + pos] * this.keyScales[layer][bh * cap + pos];
-        value[d] = this.values[layer][(bh * cap + pos) * hd + d] * this.valueScales[layer][bh * cap + pos];
+        key[d] = stored(this.keys[layer][(bh * hd + d) * cap + pos]) * this.keyScales[layer][bh * cap + pos];
+        value[d] = stored(this.values[layer][(bh * cap + pos) * hd + d]) * this.valueScales[layer][bh * cap + pos];
       }
     }
     return { key, value };
@@ -266,8 +272,10 @@ export class KvCache {
       into[`past_value.${layer}`] = new ort.Tensor('float32', this.values[layer] as Float32Array, [B, kvH, P, hd]);
       return;
     }
-    into[`past_key.${layer}`] = new ort.Tensor('int8', this.keys[layer] as Int8Array, [B, kvH, hd, P]);
-    into[`past_value.${layer}`] = new ort.Tensor('int8', this.values[layer] as Int8Array, [B, kvH, P, hd]);
+    // Offset values go to the graph as the uint8 they are (a view of the same bytes).
+    const tensor = (a: Int8Array, dims: number[]) => (this.zeroPoint ? new ort.Tensor('uint8', new Uint8Array(a.buffer, a.byteOffset, a.length), dims) : new ort.Tensor('int8', a, dims));
+    into[`past_key.${layer}`] = tensor(this.keys[layer] as Int8Array, [B, kvH, hd, P]);
+    into[`past_value.${layer}`] = tensor(this.values[layer] as Int8Array, [B, kvH, P, hd]);
     into[`past_key_scale.${layer}`] = new ort.Tensor('float32', this.keyScales[layer], [B, kvH, 1, P]);
     into[`past_value_scale.${layer}`] = new ort.Tensor('float32', this.valueScales[layer], [B, kvH, 1, P]);
   }
@@ -275,12 +283,19 @@ export class KvCache {
 
 const FLOOR = Math.fround(1e-30);
 
+/** The bytes of a graph's int8 or uint8 output as an Int8Array (the cache's storage). */
+function int8View(a: ort.Tensor['data']): Int8Array {
+  const bytes = a as Int8Array | Uint8Array;
+  return bytes instanceof Int8Array ? bytes : new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
 /**
  * Symmetric int8 quantisation of consecutive vectors of `hd` values, exactly as the decoder
  * graph's quantizeVectors computes it in float32: scale = max(max|x| / 127, 1e-30), then
- * x / scale rounded half to even (no saturation needed: |x / scale| ≤ 127).
+ * x / scale rounded half to even (no saturation needed: |x / scale| ≤ 127), plus `zeroPoint`
+ * (128 for a cache of uint8 bytes: the result then holds their bits, KvCache.zeroPoint).
  */
-export function quantizeVectorsInt8(x: Float32Array, hd: number): { q: Int8Array; scales: Float32Array } {
+export function quantizeVectorsInt8(x: Float32Array, hd: number, zeroPoint: 0 | 128 = 0): { q: Int8Array; scales: Float32Array } {
   const n = x.length / hd;
   const q = new Int8Array(x.length);
   const scales = new Float32Array(n);
@@ -296,7 +311,7 @@ export function quantizeVectorsInt8(x: Float32Array, hd: number): { q: Int8Array
     for (let i = 0; i < hd; i++) {
       // The float32 quotient, rounded half to even by quantize.ts's ROUND (no Math.round: it
       // rounds ties up, and costs several times more in this V8).
-      q[at + i] = Math.fround(x[at + i] / scale) + ROUND - ROUND;
+      q[at + i] = Math.fround(x[at + i] / scale) + ROUND - ROUND + zeroPoint;
     }
   }
   return { q, scales };
@@ -393,6 +408,8 @@ export class TextDecoder {
     /** Logits per row: the output head's rows (vocabulary, or the aligner's timestamp classes). */
     readonly headRows: number,
     readonly kvCache: KvCacheFormat,
+    /** The int8 cache's offset for the graph's integer kernel (KvCache.zeroPoint). */
+    private readonly kvZeroPoint: 0 | 128,
   ) {}
 
   static async load(store: SafetensorsStore, cfg: TextDecoderConfig, opts: DecoderLoadOptions, session: SessionOptions): Promise<TextDecoder> {
@@ -402,10 +419,14 @@ export class TextDecoder {
       throw new Error(`${info.file}: tensor ${embName} has shape ${JSON.stringify(info.shape)}, expected [${cfg.vocabSize}, ${cfg.hiddenSize}] from config.json`);
     }
     if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${embName} has unsupported dtype ${info.dtype}`);
-    const batchLinear = opts.batchLinear ?? opts.linear;
-    const batchHead = opts.batchHead ?? opts.head;
-    const twoGraphs = batchLinear.precision !== opts.linear.precision || batchHead.precision !== opts.head.precision;
-    const base = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache };
+    // One integer kernel for every product of the graphs (int8-kernel.ts).
+    const int8Kernel = opts.int8Kernel ?? defaultInt8Kernel();
+    const withKernel = (o: LinearOptions): LinearOptions => ({ ...o, int8Kernel });
+    const [linear, head] = [withKernel(opts.linear), withKernel(opts.head)];
+    const batchLinear = withKernel(opts.batchLinear ?? opts.linear);
+    const batchHead = withKernel(opts.batchHead ?? opts.head);
+    const twoGraphs = batchLinear.precision !== linear.precision || batchHead.precision !== head.precision;
+    const base = { linear, head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache, int8Kernel };
     // With two graphs the step graph only runs steps (one position per row) of fewer than
     // BATCH_GRAPH_MIN_ROWS rows, and takes the form made for them.
     const derived = { singlePosition: twoGraphs };
@@ -415,7 +436,8 @@ export class TextDecoder {
       const bgraph = { ...base, linear: batchLinear, head: batchHead };
       batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, bgraph), session, bgraph);
     }
-    return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.headRows, opts.kvCache ?? 'fp32');
+    const kvCache = opts.kvCache ?? 'fp32';
+    return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0);
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */
@@ -428,7 +450,7 @@ export class TextDecoder {
   }
 
   newCache(batch: number, padStart: number[]): KvCache {
-    return new KvCache(this.cfg.layers, batch, this.cfg.kvHeads, this.cfg.headDim, padStart, this.kvCache);
+    return new KvCache(this.cfg.layers, batch, this.cfg.kvHeads, this.cfg.headDim, padStart, this.kvCache, this.kvZeroPoint);
   }
 
   /**
@@ -489,15 +511,15 @@ export class TextDecoder {
     } else if (singlePosition) {
       // fp32 [B, kvH, 1, hd]: quantised here, one vector per head (the int8 key layout
       // [B, kvH, hd, 1] is the same bytes when S = 1).
-      const keys = (layer('new_key') as Float32Array[]).map((x) => quantizeVectorsInt8(x, this.cfg.headDim));
-      const values = (layer('new_value') as Float32Array[]).map((x) => quantizeVectorsInt8(x, this.cfg.headDim));
+      const keys = (layer('new_key') as Float32Array[]).map((x) => quantizeVectorsInt8(x, this.cfg.headDim, cache.zeroPoint));
+      const values = (layer('new_value') as Float32Array[]).map((x) => quantizeVectorsInt8(x, this.cfg.headDim, cache.zeroPoint));
       cache.append({ format: 'int8', keys: keys.map((k) => k.q), values: values.map((v) => v.q), keyScales: keys.map((k) => k.scales), valueScales: values.map((v) => v.scales) }, S);
     } else {
       cache.append(
         {
           format: 'int8',
-          keys: layer('new_key') as Int8Array[],
-          values: layer('new_value') as Int8Array[],
+          keys: layer('new_key').map(int8View),
+          values: layer('new_value').map(int8View),
           keyScales: layer('new_key_scale') as Float32Array[],
           valueScales: layer('new_value_scale') as Float32Array[],
         },

@@ -7,6 +7,7 @@ import { loadFeatureConfig, type FeatureConfig } from '../audio/features.ts';
 import { AudioEncoder } from './audio-encoder.ts';
 import { loadModelConfig, type ModelConfig } from './config.ts';
 import { type WeightPrecision } from './onnx/layers.ts';
+import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 import { type SessionOptions } from './onnx/session.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { TextDecoder, type DecoderLoadOptions, type KvCacheFormat } from './text-decoder.ts';
@@ -38,6 +39,8 @@ export interface PartPrecisions {
   batchHead: WeightPrecision;
   /** How past keys and values are stored between passes (text-decoder.ts KvCacheFormat). */
   kvCache: KvCacheFormat;
+  /** The integer kernel W8A8 products and the int8 cache are stored for (onnx/int8-kernel.ts): this CPU's. */
+  int8Kernel: Int8Kernel;
 }
 
 /**
@@ -60,13 +63,14 @@ export interface PartPrecisions {
  *   settings keep it in int8 with a scale per position and head.
  */
 export function precisionsFor(quant: Quantization): PartPrecisions {
+  const int8Kernel = defaultInt8Kernel();
   switch (quant) {
     case 'none':
-      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32', kvCache: 'fp32' };
+      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32', kvCache: 'fp32', int8Kernel };
     case 'int8':
-      return { encoder: 'w8a8', decoder: 'w8a8', head: 'w8a8', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8' };
+      return { encoder: 'w8a8', decoder: 'w8a8', head: 'w8a8', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8', int8Kernel };
     case 'int4':
-      return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8' };
+      return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8', int8Kernel };
   }
 }
 
@@ -100,10 +104,10 @@ export async function loadThinker(
   const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
   const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
   const t0 = Date.now();
-  const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder }, session);
+  const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder, int8Kernel: precisions.int8Kernel }, session);
   opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const t1 = Date.now();
-  const dec = decoderOptions(config, precisions);
+  const dec = { ...decoderOptions(config, precisions), int8Kernel: precisions.int8Kernel };
   const decoder = await TextDecoder.load(store, config.text, dec, session);
   opts.log?.(`${dir}: text decoder ready (steps ${dec.linear.precision} + head ${dec.head.precision}, batches ${dec.batchLinear?.precision ?? dec.linear.precision} + head ${dec.batchHead?.precision ?? dec.head.precision}, ${dec.kvCache ?? 'fp32'} KV cache) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   return { config, tokenizer, features, encoder, decoder, precisions };

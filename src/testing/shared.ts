@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultInt8Kernel, type Int8Kernel } from '../model/onnx/int8-kernel.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SHARED_DIR = process.env.QWEN3_ASR_SHARED ? resolve(process.env.QWEN3_ASR_SHARED) : resolve(REPO_ROOT, '..', 'shared');
@@ -55,4 +56,12 @@ export function roundHalfEven(v: number): number {
   const f = Math.floor(v);
   const d = v - f;
   return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/**
+ * The integer kernels whose products must be exact on this machine: its own (the one models
+ * load with) and u8u8, exact on every CPU (src/model/onnx/int8-kernel.ts).
+ */
+export function exactInt8Kernels(): Int8Kernel[] {
+  return [...new Set<Int8Kernel>([defaultInt8Kernel(), 'u8u8'])];
 }

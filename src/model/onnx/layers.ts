@@ -8,6 +8,7 @@
 import { type SafetensorsStore } from '../safetensors.ts';
 import { quantizeMatrix, quantizePerChannelInt8, type QuantBits } from '../quantize.ts';
 import { DataType, type GraphBuilder } from './graph.ts';
+import { defaultInt8Kernel, int8Offset, type Int8Kernel } from './int8-kernel.ts';
 
 /**
  * fp32: Gemm. int8 / int4: MatMulNBits, block-quantised weights (fast for a few rows: decoding).
@@ -22,6 +23,8 @@ export interface LinearOptions {
   precision: WeightPrecision;
   /** MatMulNBits block size along K (default DEFAULT_BLOCK_SIZE[precision]). */
   blockSize?: number;
+  /** The integer kernel W8A8 weights are stored for (default: this machine's, int8-kernel.ts). */
+  int8Kernel?: Int8Kernel;
 }
 
 /**
@@ -75,7 +78,7 @@ export function linearFromData(
     if (bias) inputs.push(g.initializer(`${name}.bias`, bias, [n]));
     return g.op('Gemm', inputs, { transB: 1 });
   }
-  if (opts.precision === 'w8a8') return w8a8Linear(g, x, name, w, n, k, bias);
+  if (opts.precision === 'w8a8') return w8a8Linear(g, x, name, w, n, k, bias, opts.int8Kernel ?? defaultInt8Kernel());
   const bits: QuantBits = opts.precision === 'int8' ? 8 : 4;
   // Never wider than the (power-of-two-rounded) input: tiny test models have K = 64.
   const blockSize = Math.min(opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision], Math.max(16, 2 ** Math.ceil(Math.log2(k))));
@@ -106,8 +109,8 @@ export function linearFromData(
  * the product, whose output is then written once (plus the bias Add, if any) — 8 nodes where
  * the first form had 12 (Div/Round/Add/Cast for the input, Cast/Mul/Mul on the output).
  */
-function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
-  return w8a8Product(g, quantizeActivations(g, x, k), name, w, n, k, bias);
+function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
+  return w8a8Product(g, quantizeActivations(g, x, k), name, w, n, k, bias, kernel);
 }
 
 /**
@@ -124,16 +127,23 @@ export function quantizeActivations(g: GraphBuilder, x: string, k: number, known
   return { xq, rowScale };
 }
 
-/** The integer product of w8a8Linear on activations already quantised by quantizeActivations. */
-export function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined): string {
+/**
+ * The integer product of w8a8Linear on activations already quantised by quantizeActivations,
+ * with the weights stored for `kernel` (int8-kernel.ts: as int8, or as uint8 + 128 with a
+ * zero point of 128 — the same integer product either way).
+ */
+export function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
   const q = quantizePerChannelInt8(w, n, k);
+  const unsigned = int8Offset(kernel) !== 0;
+  if (unsigned) for (let i = 0; i < q.weights.length; i++) q.weights[i] ^= 0x80; // int8 v -> uint8 v + 128, bit for bit
   const inputs = [
     a.xq,
-    g.initializer(`${name}.qweight_kn`, q.weights, [k, n], DataType.INT8),
+    g.initializer(`${name}.qweight_kn`, unsigned ? new Uint8Array(q.weights.buffer, q.weights.byteOffset, q.weights.length) : q.weights, [k, n], unsigned ? DataType.UINT8 : DataType.INT8),
     a.rowScale,
     g.initializer(`${name}.channel_scales`, q.scales, [n]),
     g.constUint8(128),
   ];
+  if (unsigned) inputs.push(g.constUint8(128));
   const y = g.op('MatMulIntegerToFloat', inputs, {}, 'com.microsoft');
   // (MatMulIntegerToFloat's own bias input is ignored by the CPU kernel in this onnxruntime
   // build — the exact-definition test caught it — so the bias is a separate Add.)
@@ -192,7 +202,7 @@ export function linearGroup(
   const biases = prefixes.map((prefix, i) => (hasBias ? weight(store, `${prefix}.bias`, [ns[i]]) : undefined));
   if (opts.precision === 'w8a8') {
     const a = quantizeActivations(g, x, k);
-    return prefixes.map((prefix, i) => w8a8Product(g, a, prefix, weights[i], ns[i], k, biases[i]));
+    return prefixes.map((prefix, i) => w8a8Product(g, a, prefix, weights[i], ns[i], k, biases[i], opts.int8Kernel ?? defaultInt8Kernel()));
   }
   const total = ns.reduce((a, b) => a + b, 0);
   const w = new Float32Array(total * k);

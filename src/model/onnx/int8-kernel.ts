@@ -1,0 +1,70 @@
+/**
+ * Which of ONNX Runtime's integer matrix kernels the int8 products are built for.
+ *
+ * Every integer product here (W8A8 projections, the int8 KV cache's attention) takes its
+ * A side (activations, queries, probabilities) as uint8 and its B side (weights, cached keys
+ * and values) as int8 values in [-127, 127]. ONNX Runtime's CPU kernels multiply uint8 by
+ * int8 ("u8s8") with the CPU's u8·s8 dot-product instruction: on CPUs with VNNI (AVX-512
+ * VNNI, AVX-VNNI) or AMX that accumulates in 32 bits, exactly. Without them (AVX2 or AVX-512
+ * without VNNI: Intel before Cascade Lake / Ice Lake, AMD before Zen 4) the kernel uses
+ * vpmaddubsw, which adds each pair of u8·s8 products into a *saturating* int16: 2 · 255 · 127
+ * overflows it, and the results are silently wrong (measured on an AMD EPYC Zen 3 VM: a
+ * [1024 × 3072] product off by up to 140,222 of an exact integer result; tiny-a's int8 logits
+ * 38% off fp32). ONNX Runtime's quantisation tool works around this with 7-bit weights
+ * ("reduce_range"), which loses a bit of precision. Here the B side is stored instead as
+ * uint8 with zero point 128 (the same values, offset), so the kernel is "u8u8", which widens to
+ * 16 bits before multiplying and is exact on every x86 CPU; its results are identical to
+ * u8s8's on a VNNI CPU. u8s8 stays where it is exact: every figure measured on VNNI and AMX
+ * machines (README) is of that form.
+ *
+ * - u8s8: B as int8.
+ * - u8u8: B as uint8 = value + 128, with a B zero point of 128.
+ */
+import { readFileSync } from 'node:fs';
+
+export type Int8Kernel = 'u8s8' | 'u8u8';
+
+export const INT8_KERNELS: readonly Int8Kernel[] = ['u8s8', 'u8u8'];
+
+/** CPU flags (as /proc/cpuinfo names them) with which ONNX Runtime's u8s8 kernels accumulate exactly. */
+const EXACT_U8S8_FLAGS = ['avx512_vnni', 'avx_vnni', 'amx_int8'];
+
+/**
+ * The kernel for a CPU: on x86-64, u8s8 only when /proc/cpuinfo's flags show VNNI or AMX,
+ * u8u8 otherwise (also when the flags are unknown: exact everywhere). Other architectures
+ * (ARM64's kernels widen or use dot products that do not saturate) keep u8s8.
+ */
+export function int8KernelFor(arch: string, cpuinfo: string | undefined): Int8Kernel {
+  if (arch !== 'x64' && arch !== 'ia32') return 'u8s8';
+  const flags = new Set(/^flags\s*:(.*)$/m.exec(cpuinfo ?? '')?.[1].trim().split(/\s+/) ?? []);
+  return EXACT_U8S8_FLAGS.some((f) => flags.has(f)) ? 'u8s8' : 'u8u8';
+}
+
+let detected: Int8Kernel | undefined;
+
+/**
+ * This machine's kernel: `QWEN3_ASR_INT8_KERNEL` (u8s8 or u8u8) when set, else int8KernelFor
+ * this CPU.
+ */
+export function defaultInt8Kernel(): Int8Kernel {
+  const env = process.env.QWEN3_ASR_INT8_KERNEL;
+  if (env) {
+    if (!(INT8_KERNELS as string[]).includes(env)) throw new Error(`QWEN3_ASR_INT8_KERNEL=${JSON.stringify(env)}: use ${INT8_KERNELS.join(' or ')}`);
+    return env as Int8Kernel;
+  }
+  if (!detected) {
+    let cpuinfo: string | undefined;
+    try {
+      cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      // Not Linux: flags unknown.
+    }
+    detected = int8KernelFor(process.arch, cpuinfo);
+  }
+  return detected;
+}
+
+/** The B side's zero point: what is added to an int8 value to store it for the kernel. */
+export function int8Offset(kernel: Int8Kernel): 0 | 128 {
+  return kernel === 'u8u8' ? 128 : 0;
+}
