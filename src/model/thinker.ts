@@ -105,7 +105,9 @@ export async function loadThinker(
   const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
   const t0 = Date.now();
   const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder, int8Kernel: precisions.int8Kernel }, session);
-  opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  // Which integer kernel the int8 products use (u8u8 on CPUs without VNNI; onnx/int8-kernel.ts).
+  const kernel = precisions.encoder === 'w8a8' || precisions.kvCache === 'int8' ? `, ${precisions.int8Kernel} integer kernel` : '';
+  opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}${kernel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const t1 = Date.now();
   const dec = { ...decoderOptions(config, precisions), int8Kernel: precisions.int8Kernel };
   const decoder = await TextDecoder.load(store, config.text, dec, session);

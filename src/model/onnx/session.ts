@@ -55,7 +55,7 @@ export function defaultCacheDir(): string | false {
 }
 
 /** Source files whose content decides the graphs' bytes: a change to any of them invalidates the cache. */
-const GRAPH_SOURCES = ['graph.ts', 'protobuf.ts', 'layers.ts', '../quantize.ts', '../encoder-graph.ts', '../decoder-graph.ts'];
+const GRAPH_SOURCES = ['graph.ts', 'protobuf.ts', 'layers.ts', 'int8-kernel.ts', '../quantize.ts', '../encoder-graph.ts', '../decoder-graph.ts'];
 let graphSourceHash: string | undefined;
 
 function sourceHash(): string {
