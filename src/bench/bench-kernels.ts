@@ -20,6 +20,7 @@ import ort from 'onnxruntime-node';
 import { parseModelConfig } from '../model/config.ts';
 import { DataType, GraphBuilder } from '../model/onnx/graph.ts';
 import { linearFromData, type WeightPrecision } from '../model/onnx/layers.ts';
+import { defaultInt8Kernel } from '../model/onnx/int8-kernel.ts';
 import { referenceConfig } from '../tools/random-checkpoint.ts';
 
 const { values } = parseArgs({ options: { threads: { type: 'string', default: '0' } } });
@@ -82,7 +83,7 @@ async function time(session: ort.InferenceSession, rows: number, runs: number): 
   return t.sort((a, b) => a - b)[t.length >> 1];
 }
 
-const result: Record<string, number> = { weightMB: weightCount / 1e6 };
+const result: Record<string, number | string> = { weightMB: weightCount / 1e6, int8Kernel: defaultInt8Kernel() };
 const int4 = await decoderProducts('int4');
 const n1 = await time(int4, 1, 15);
 await int4.release();

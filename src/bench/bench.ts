@@ -90,7 +90,7 @@ for (const r of rows) {
 }
 console.log(
   `\nProduct ceilings (bench-kernels.ts: the weight products of one 0.6B decoder step alone, ${f(kernels.weightMB, 0)} MB of int8): ` +
-    `one row ${f(kernels.w8a8Row1Ms)} ms with W8A8 (${f(kernels.w8a8StreamGBps)} GB/s), ${f(kernels.int4Row1Ms)} ms with 4-bit MatMulNBits; ` +
+    `one row ${f(kernels.w8a8Row1Ms)} ms with W8A8 (${kernels.int8Kernel} kernel, ${f(kernels.w8a8StreamGBps)} GB/s), ${f(kernels.int4Row1Ms)} ms with 4-bit MatMulNBits; ` +
     `3 rows take ${f(kernels.w8a8Rows3Over1, 2)}x and 8 rows ${f(kernels.w8a8Rows8Over1, 2)}x the time of 1 (W8A8), so batch-8 decoding can be at most ` +
     `${f(kernels.batch8CeilingOverBatch1)}x batch 1 even without attention; W8A8 at 512 rows: ${f(kernels.w8a8GopsAt512Rows, 0)} GOP/s.`,
 );
