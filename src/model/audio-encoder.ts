@@ -11,6 +11,7 @@ import { buildConvStemGraph, buildEncoderTransformerGraph, sinusoidPositions } f
 import { type SafetensorsStore } from './safetensors.ts';
 import { createSession, type SessionOptions } from './onnx/session.ts';
 import { type LinearOptions } from './onnx/layers.ts';
+import { defaultInt8Kernel } from './onnx/int8-kernel.ts';
 
 /** Log-mel features of one item, [mels, frames] row-major. */
 export interface MelFeatures {
@@ -95,8 +96,12 @@ export class AudioEncoder {
   static async load(store: SafetensorsStore, cfg: AudioEncoderConfig, linear: LinearOptions, session: SessionOptions): Promise<AudioEncoder> {
     // The conv stem's form follows the encoder's precision (a derived choice: switching QUANT
     // rebuilds this small graph in about a second rather than keeping one entry per form).
-    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg, linear), session, {}, { precision: linear.precision, int8Kernel: linear.int8Kernel });
-    const transformer = await createSession('audio_encoder', (g) => buildEncoderTransformerGraph(g, store, cfg, linear), session, { linear });
+    // The integer kernel is this CPU's (int8-kernel.ts), derived too: the cache key holds it,
+    // and an entry built for the other kernel is replaced, not kept beside the new one.
+    const { int8Kernel = defaultInt8Kernel(), ...chosen } = linear;
+    const built = { ...chosen, int8Kernel };
+    const conv = await createSession('audio_conv', (g) => buildConvStemGraph(g, store, cfg, built), session, {}, { precision: chosen.precision, int8Kernel });
+    const transformer = await createSession('audio_encoder', (g) => buildEncoderTransformerGraph(g, store, cfg, built), session, { linear: chosen }, { int8Kernel });
     return new AudioEncoder(cfg, conv, transformer);
   }
 

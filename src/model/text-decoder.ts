@@ -419,22 +419,22 @@ export class TextDecoder {
       throw new Error(`${info.file}: tensor ${embName} has shape ${JSON.stringify(info.shape)}, expected [${cfg.vocabSize}, ${cfg.hiddenSize}] from config.json`);
     }
     if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${embName} has unsupported dtype ${info.dtype}`);
-    // One integer kernel for every product of the graphs (int8-kernel.ts).
+    // Cache keys: what the caller chose (precisions, head) names the entry; what the code
+    // derives — the graph's form, this CPU's integer kernel (int8-kernel.ts) — is in the key
+    // but not the name, so an entry built otherwise is replaced rather than kept beside it.
     const int8Kernel = opts.int8Kernel ?? defaultInt8Kernel();
-    const withKernel = (o: LinearOptions): LinearOptions => ({ ...o, int8Kernel });
-    const [linear, head] = [withKernel(opts.linear), withKernel(opts.head)];
-    const batchLinear = withKernel(opts.batchLinear ?? opts.linear);
-    const batchHead = withKernel(opts.batchHead ?? opts.head);
-    const twoGraphs = batchLinear.precision !== linear.precision || batchHead.precision !== head.precision;
-    const base = { linear, head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache, int8Kernel };
+    const chosen = { linear: opts.linear, head: opts.head, headRows: opts.headRows, headWeight: opts.headWeight, kvCache: opts.kvCache };
+    const chosenBatch = { ...chosen, linear: opts.batchLinear ?? opts.linear, head: opts.batchHead ?? opts.head };
+    const twoGraphs = chosenBatch.linear.precision !== chosen.linear.precision || chosenBatch.head.precision !== chosen.head.precision;
+    // One integer kernel for every product of the graphs.
+    const built = (c: typeof chosen): DecoderGraphOptions => ({ ...c, linear: { ...c.linear, int8Kernel }, head: { ...c.head, int8Kernel }, int8Kernel });
     // With two graphs the step graph only runs steps (one position per row) of fewer than
     // BATCH_GRAPH_MIN_ROWS rows, and takes the form made for them.
-    const derived = { singlePosition: twoGraphs };
-    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, { ...base, ...derived }), session, base, derived);
+    const derived = { singlePosition: twoGraphs, int8Kernel };
+    const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, { ...built(chosen), singlePosition: twoGraphs }), session, chosen, derived);
     let batch: ort.InferenceSession | undefined;
     if (twoGraphs) {
-      const bgraph = { ...base, linear: batchLinear, head: batchHead };
-      batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, bgraph), session, bgraph);
+      batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, built(chosenBatch)), session, chosenBatch, { int8Kernel });
     }
     const kvCache = opts.kvCache ?? 'fp32';
     return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0);

@@ -1,15 +1,19 @@
 /**
- * The integer kernel choice: which CPUs get u8s8, and that the chosen kernel is exact here on
- * the products' worst case (every pair of products at its largest, which saturates u8s8's
- * 16-bit pair sums on CPUs without VNNI).
+ * The integer kernel choice: which CPUs get u8s8, that the chosen kernel is exact here on the
+ * products' worst case (every pair of products at its largest, which saturates u8s8's 16-bit
+ * pair sums on CPUs without VNNI), and that a model's graphs and cache follow the choice.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { DataType, GraphBuilder } from './graph.ts';
 import { defaultInt8Kernel, int8KernelFor, type Int8Kernel } from './int8-kernel.ts';
 import { linearFromData } from './layers.ts';
-import { exactInt8Kernels } from '../../testing/shared.ts';
+import { AsrModel } from '../asr-model.ts';
+import { exactInt8Kernels, goldenPath } from '../../testing/shared.ts';
 
 const cpuinfo = (flags: string) => `processor\t: 0\nvendor_id\t: X\nflags\t\t: ${flags}\nbugs\t\t: none\n\nprocessor\t: 1\nflags\t\t: ${flags}\n`;
 
@@ -66,3 +70,36 @@ for (const int8Kernel of exactInt8Kernels()) {
     }
   });
 }
+
+test('int8 kernel: a model loads its graphs and KV cache for the chosen kernel, and never graphs cached for the other', async () => {
+  // A cache folder shared by machines of both kinds (a mounted volume) must never hand one
+  // machine the other's graphs: u8s8 graphs give wrong results without VNNI. The kernel is a
+  // derived choice in the cache key, so each kind's build replaces the other's (rather than
+  // leaving superseded gigabytes behind when an update changes the choice).
+  const cacheDir = mkdtempSync(join(tmpdir(), 'qwen3-asr-kernel-cache-'));
+  try {
+    const dir = goldenPath('tiny-a', 'checkpoint');
+    const load = (int8Kernel: Int8Kernel) => AsrModel.load(dir, { device: 'cpu', quant: 'int8', threads: 1, cacheDir, precisions: { int8Kernel } });
+    const entries = () => readdirSync(cacheDir).sort();
+    const zeroPoints: number[] = [];
+    const builds: string[][] = [];
+    for (const kernel of ['u8u8', 'u8s8', 'u8u8'] as const) {
+      const before = entries();
+      const model = await load(kernel);
+      zeroPoints.push(model.decoder.newCache(1, [0]).zeroPoint);
+      assert.equal(model.precisions.int8Kernel, kernel);
+      await model.release();
+      builds.push(entries().filter((e) => !before.includes(e)));
+      assert.deepEqual(entries(), builds.at(-1), `${kernel}: only its own builds remain`);
+    }
+    assert.deepEqual(zeroPoints, [128, 0, 128]);
+    assert.ok(builds[0].length >= 3, `graphs built for u8u8: ${builds[0]}`);
+    assert.equal(builds[1].length, builds[0].length, 'u8s8 builds every graph of its own');
+    assert.deepEqual(builds[2], builds[0], 'u8u8 again: the same builds as the first time');
+    // And a second load of the same kernel comes from the cache.
+    await (await load('u8u8')).release();
+    assert.deepEqual(entries(), builds[0]);
+  } finally {
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
+});

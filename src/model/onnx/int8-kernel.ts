@@ -13,8 +13,8 @@
  * 38% off fp32). ONNX Runtime's quantisation tool works around this with 7-bit weights
  * ("reduce_range"), which loses a bit of precision. Here the B side is stored instead as
  * uint8 with zero point 128 (the same values, offset), so the kernel is "u8u8", which widens to
- * 16 bits before multiplying and is exact on every x86 CPU; its results are identical to
- * u8s8's on a VNNI CPU. u8s8 stays where it is exact: every figure measured on VNNI and AMX
+ * 16 bits before multiplying and is exact on every x86 CPU: the same integers u8s8 computes
+ * on a VNNI CPU. u8s8 stays where it is exact: every figure measured on VNNI and AMX
  * machines (README) is of that form.
  *
  * - u8s8: B as int8.
