@@ -12,7 +12,7 @@
 import { type AudioEncoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
-import { gelu, layerNorm, linear, linearGroup, quantizeActivations, reshape, rowScales, transpose, w8a8Product, weight, type LinearOptions, type WeightPrecision } from './onnx/layers.ts';
+import { gelu, layerNorm, linear, linearGroup, quantizeActivations, reshape, rowScales, transpose, w8a8Product, weight, type LinearOptions } from './onnx/layers.ts';
 import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 
 const PREFIX = 'thinker.audio_tower';
@@ -131,8 +131,9 @@ function firstConvChannelsLast(g: GraphBuilder, chunks: string, conv: { name: st
  * from an appended zero pixel) is gathered into a row of 9·Cin, quantised to int8 with the
  * row's own scale (as the W8A8 linear layers quantise tokens) and multiplied by the kernel as
  * a [9·Cin, Cout] int8 matrix with per-output-channel scales (stored for `int8Kernel`, see
- * w8a8Product): one MatMulIntegerToFloat with K = 4320 for the real widths. The row scales come from the pixels' own maxima (nine per
- * patch) rather than from an Abs pass over the nine-times-larger patches.
+ * w8a8Product): one MatMulIntegerToFloat with K = 4320 for the real widths. The row scales
+ * come from the pixels' own maxima (nine per patch) rather than from an Abs pass over the
+ * nine-times-larger patches.
  *
  * Measured (AMD EPYC, 2 threads): a profiled run of four 1 s chunks, 0.6B, took 68 ms against
  * 94 ms for the previous form, nine products of K = 480 (one per tap, over strided views of
