@@ -93,6 +93,11 @@ test('per-channel int8 weights: scales and the transposed [k, n] layout, as defi
       assert.equal(q.scales[row], Math.fround(scale), `[${n}, ${k}] scale of row ${row}`);
       for (let i = 0; i < k; i++) assert.equal(q.weights[i * n + row], roundHalfEven(w[row * k + i] * (1 / scale)), `[${n}, ${k}] weight (${row}, ${i})`);
     }
+    // Offset for the u8u8 kernel: the same values + 128, as uint8 bytes; the same scales.
+    const offset = quantizePerChannelInt8(w, n, k, 128);
+    assert.deepEqual(offset.scales, q.scales);
+    const bytes = new Uint8Array(offset.weights.buffer, offset.weights.byteOffset, offset.weights.length);
+    for (let j = 0; j < bytes.length; j++) assert.equal(bytes[j], q.weights[j] + 128, `[${n}, ${k}] offset weight ${j}`);
   }
 });
 

@@ -130,9 +130,11 @@ const TRANSPOSE_TILE = 32;
 
 /**
  * Per-output-channel symmetric int8 weights for MatMulInteger, transposed to [k, n]
- * (MatMulInteger multiplies A [m, k] by B [k, n]); scales [n].
+ * (MatMulInteger multiplies A [m, k] by B [k, n]); scales [n]. With `offset` 128 each value is
+ * stored + 128: the bytes are then uint8 with zero point 128 (onnx/int8-kernel.ts u8u8), read
+ * through an Int8Array as the same bits.
  */
-export function quantizePerChannelInt8(w: Float32Array, n: number, k: number): { weights: Int8Array; scales: Float32Array } {
+export function quantizePerChannelInt8(w: Float32Array, n: number, k: number, offset: 0 | 128 = 0): { weights: Int8Array; scales: Float32Array } {
   if (w.length !== n * k) throw new Error(`quantizePerChannelInt8: ${w.length} values for [${n}, ${k}]`);
   const weights = new Int8Array(k * n);
   const scales = new Float32Array(n);
@@ -161,7 +163,7 @@ export function quantizePerChannelInt8(w: Float32Array, n: number, k: number): {
       for (let row = r0; row < r1; row++) {
         const base = row * k;
         const f = inv[row];
-        for (let i = i0; i < i1; i++) weights[i * n + row] = w[base + i] * f + ROUND - ROUND;
+        for (let i = i0; i < i1; i++) weights[i * n + row] = w[base + i] * f + ROUND - ROUND + offset;
       }
     }
   }

@@ -133,9 +133,9 @@ export function quantizeActivations(g: GraphBuilder, x: string, k: number, known
  * zero point of 128 — the same integer product either way).
  */
 export function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
-  const q = quantizePerChannelInt8(w, n, k);
-  const unsigned = int8Offset(kernel) !== 0;
-  if (unsigned) for (let i = 0; i < q.weights.length; i++) q.weights[i] ^= 0x80; // int8 v -> uint8 v + 128, bit for bit
+  const offset = int8Offset(kernel);
+  const unsigned = offset !== 0;
+  const q = quantizePerChannelInt8(w, n, k, offset);
   const inputs = [
     a.xq,
     g.initializer(`${name}.qweight_kn`, unsigned ? new Uint8Array(q.weights.buffer, q.weights.byteOffset, q.weights.length) : q.weights, [k, n], unsigned ? DataType.UINT8 : DataType.INT8),
