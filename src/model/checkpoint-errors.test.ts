@@ -126,4 +126,10 @@ test('a non-finite weight is refused with its tensor, file and element, in every
       name,
     );
   }
+  // The raw bf16 words that W8A8 weights are quantised from pass the same check.
+  assert.deepEqual(Array.from(store.readBf16Words('bf16.ok')!), [0x3f80, 0xbf80, 0x7f7f]);
+  assert.equal(store.readBf16Words('f16.ok'), undefined, 'other dtypes are read as float32');
+  for (const name of ['bf16.inf', 'bf16.nan']) {
+    assert.throws(() => store.readBf16Words(name), (e: Error) => e.message.includes(file) && e.message.includes(`tensor ${name} holds a non-finite value at element 2`), name);
+  }
 });

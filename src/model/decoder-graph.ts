@@ -30,7 +30,7 @@
 import { type TextDecoderConfig } from './config.ts';
 import { type SafetensorsStore } from './safetensors.ts';
 import { DataType, type GraphBuilder } from './onnx/graph.ts';
-import { linear, linearFromData, linearGroup, rmsNorm, rowScales, transpose, weight, type LinearOptions } from './onnx/layers.ts';
+import { linear, linearFromData, linearGroup, matrixWeight, rmsNorm, rowScales, transpose, weight, type LinearOptions } from './onnx/layers.ts';
 import { defaultInt8Kernel, int8Offset, type Int8Kernel } from './onnx/int8-kernel.ts';
 
 const PREFIX = 'thinker.model';
@@ -232,7 +232,7 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   if (mlpOut) x = g.op('Add', [x, mlpOut]);
   const rows = g.op('Gather', [x, logitRows], { axis: 0 });
   const normed = rmsNorm(g, store, rows, `${PREFIX}.norm.weight`, H, eps);
-  const headW = weight(store, opts.headWeight, [opts.headRows, H]);
+  const headW = matrixWeight(store, opts.headWeight, [opts.headRows, H]);
   g.node('Identity', [linearFromData(g, normed, 'lm_head', headW, opts.headRows, H, undefined, opts.head)], {}, { outputs: ['logits'] });
   g.output('logits', DataType.FLOAT, ['rows', opts.headRows]);
   // ONNX ArgMax returns the first maximal index (select_last_index = 0): ties go to the lowest id.

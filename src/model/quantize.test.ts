@@ -28,7 +28,7 @@ import ort from 'onnxruntime-node';
 import { AsrModel } from './asr-model.ts';
 import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { linearFromData } from './onnx/layers.ts';
-import { dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
+import { asFloat32, dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { exactInt8Kernels, goldenPath, readJson, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
 
@@ -93,6 +93,13 @@ test('per-channel int8 weights: scales and the transposed [k, n] layout, as defi
       assert.equal(q.scales[row], Math.fround(scale), `[${n}, ${k}] scale of row ${row}`);
       for (let i = 0; i < k; i++) assert.equal(q.weights[i * n + row], roundHalfEven(w[row * k + i] * (1 / scale)), `[${n}, ${k}] weight (${row}, ${i})`);
     }
+    // From bf16 words (no float32 copy): the same result as from their float32 values.
+    const words = Uint16Array.from(new Uint32Array(w.buffer), (bits) => bits >>> 16); // truncated to bf16
+    const asFloats = asFloat32({ bf16: words });
+    assert.deepEqual(Array.from(asFloats), Array.from(words, (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]));
+    const fromWords = quantizePerChannelInt8({ bf16: words }, n, k);
+    assert.deepEqual(fromWords.scales, quantizePerChannelInt8(asFloats, n, k).scales, `[${n}, ${k}] bf16 scales`);
+    assert.deepEqual(fromWords.weights, quantizePerChannelInt8(asFloats, n, k).weights, `[${n}, ${k}] bf16 weights`);
     // Offset for the u8u8 kernel: the same values + 128, as uint8 bytes; the same scales.
     const offset = quantizePerChannelInt8(w, n, k, 128);
     assert.deepEqual(offset.scales, q.scales);

@@ -6,7 +6,7 @@
  * norm / projection is row-wise, so sequences are only reshaped to 4-D inside attention.
  */
 import { type SafetensorsStore } from '../safetensors.ts';
-import { quantizeMatrix, quantizePerChannelInt8, type QuantBits } from '../quantize.ts';
+import { asFloat32, quantizeMatrix, quantizePerChannelInt8, type MatrixValues, type QuantBits } from '../quantize.ts';
 import { DataType, type GraphBuilder } from './graph.ts';
 import { defaultInt8Kernel, int8Offset, type Int8Kernel } from './int8-kernel.ts';
 
@@ -57,6 +57,15 @@ export function weight(store: SafetensorsStore, name: string, shape: number[]): 
 }
 
 /**
+ * Reads a weight matrix for linearFromData: a bf16 tensor as its raw words (W8A8 quantises
+ * them without a float32 copy), any other as float32.
+ */
+export function matrixWeight(store: SafetensorsStore, name: string, shape: number[]): MatrixValues {
+  const words = store.readBf16Words(name, shape);
+  return words ? { bf16: words } : store.readFloat32(name, shape);
+}
+
+/**
  * y = x·Wᵀ (+ b) for a PyTorch-layout weight W [n, k]. fp32 uses Gemm(transB=1), which ONNX
  * Runtime pre-packs at session creation; int8/int4 use MatMulNBits with accuracy_level 4
  * (int8 activations): the fp32-compute fallback of 8-bit MatMulNBits is ~60x slower
@@ -66,14 +75,14 @@ export function linearFromData(
   g: GraphBuilder,
   x: string,
   name: string,
-  w: Float32Array,
+  w: MatrixValues,
   n: number,
   k: number,
   bias: Float32Array | undefined,
   opts: LinearOptions,
 ): string {
   if (opts.precision === 'fp32') {
-    const wName = g.initializer(`${name}.weight`, w, [n, k]);
+    const wName = g.initializer(`${name}.weight`, asFloat32(w), [n, k]);
     const inputs = [x, wName];
     if (bias) inputs.push(g.initializer(`${name}.bias`, bias, [n]));
     return g.op('Gemm', inputs, { transB: 1 });
@@ -82,7 +91,7 @@ export function linearFromData(
   const bits: QuantBits = opts.precision === 'int8' ? 8 : 4;
   // Never wider than the (power-of-two-rounded) input: tiny test models have K = 64.
   const blockSize = Math.min(opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision], Math.max(16, 2 ** Math.ceil(Math.log2(k))));
-  const q = quantizeMatrix(w, n, k, bits, blockSize);
+  const q = quantizeMatrix(asFloat32(w), n, k, bits, blockSize);
   const kBlocks = Math.ceil(k / blockSize);
   const inputs = [
     x,
@@ -109,7 +118,7 @@ export function linearFromData(
  * the product, whose output is then written once (plus the bias Add, if any) — 8 nodes where
  * the first form had 12 (Div/Round/Add/Cast for the input, Cast/Mul/Mul on the output).
  */
-function w8a8Linear(g: GraphBuilder, x: string, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
+function w8a8Linear(g: GraphBuilder, x: string, name: string, w: MatrixValues, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
   return w8a8Product(g, quantizeActivations(g, x, k), name, w, n, k, bias, kernel);
 }
 
@@ -132,7 +141,7 @@ export function quantizeActivations(g: GraphBuilder, x: string, k: number, known
  * with the weights stored for `kernel` (int8-kernel.ts: as int8, or as uint8 + 128 with a
  * zero point of 128 — the same integer product either way).
  */
-export function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: Float32Array, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
+export function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: MatrixValues, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
   const offset = int8Offset(kernel);
   const unsigned = offset !== 0;
   const q = quantizePerChannelInt8(w, n, k, offset);
@@ -171,7 +180,7 @@ export function linear(
   hasBias: boolean,
   opts: LinearOptions,
 ): string {
-  const w = weight(store, `${prefix}.weight`, [n, k]);
+  const w = matrixWeight(store, `${prefix}.weight`, [n, k]);
   const b = hasBias ? weight(store, `${prefix}.bias`, [n]) : undefined;
   return linearFromData(g, x, prefix, w, n, k, b, opts);
 }
@@ -198,7 +207,7 @@ export function linearGroup(
   opts: LinearOptions,
   name: string,
 ): string[] {
-  const weights = prefixes.map((prefix, i) => weight(store, `${prefix}.weight`, [ns[i], k]));
+  const weights = prefixes.map((prefix, i) => matrixWeight(store, `${prefix}.weight`, [ns[i], k]));
   const biases = prefixes.map((prefix, i) => (hasBias ? weight(store, `${prefix}.bias`, [ns[i]]) : undefined));
   if (opts.precision === 'w8a8') {
     const a = quantizeActivations(g, x, k);
@@ -209,7 +218,7 @@ export function linearGroup(
   const b = hasBias ? new Float32Array(total) : undefined;
   let row = 0;
   prefixes.forEach((_, i) => {
-    w.set(weights[i], row * k);
+    w.set(asFloat32(weights[i]), row * k);
     b?.set(biases[i]!, row);
     row += ns[i];
   });
