@@ -57,6 +57,13 @@ for (const bits of [8, 4] as const) {
     // Zero stays exactly zero (the int4 grid contains 0; int8 is symmetric).
     const z = quantizeMatrix(new Float32Array(N * K), N, K, bits, 32);
     assert.ok(dequantizeMatrix(z).every((v) => v === 0));
+    // From bf16 words (a row at a time, no float32 copy): the same as from their float32 values.
+    const words = Uint16Array.from(new Uint32Array(W.buffer), (b) => b >>> 16);
+    for (const block of [32, 64]) {
+      const fromWords = quantizeMatrix({ bf16: words }, N, K, bits, block);
+      const fromFloats = quantizeMatrix(asFloat32({ bf16: words }), N, K, bits, block);
+      assert.deepEqual(fromWords, fromFloats, `bf16 words, blocks of ${block}`);
+    }
   });
 
   // The engine's block sizes (DEFAULT_BLOCK_SIZE: int8 128, int4 64) and 32; K = 80 pads the last block.

@@ -15,6 +15,33 @@ export type QuantBits = 4 | 8;
 /** x + ROUND − ROUND rounds a float64 |x| < 2^51 to the nearest integer, ties to even. */
 export const ROUND = 6755399441055744; // 1.5 · 2^52
 
+/**
+ * A weight matrix's values: float32, or a bf16 tensor's raw words, which the quantisers read
+ * as float32 on the fly (SafetensorsStore.readBf16Words): no float32 copy of the matrix.
+ */
+export type MatrixValues = Float32Array | { bf16: Uint16Array };
+
+let bf16Table: Float32Array | undefined;
+
+/** The float32 value of every bf16 word (its top half): 256 KB, built once. */
+function bf16Values(): Float32Array {
+  if (!bf16Table) {
+    bf16Table = new Float32Array(65536);
+    const bits = new Uint32Array(bf16Table.buffer);
+    for (let i = 0; i < 65536; i++) bits[i] = i << 16;
+  }
+  return bf16Table;
+}
+
+/** Float32 values of a matrix (bf16 words upcast exactly). */
+export function asFloat32(w: MatrixValues): Float32Array {
+  if (w instanceof Float32Array) return w;
+  const table = bf16Values();
+  const out = new Float32Array(w.bf16.length);
+  for (let i = 0; i < out.length; i++) out[i] = table[w.bf16[i]];
+  return out;
+}
+
 export interface QuantizedMatrix {
   bits: QuantBits;
   blockSize: number;
@@ -30,8 +57,17 @@ export interface QuantizedMatrix {
   zeroPoints?: Uint8Array;
 }
 
-export function quantizeMatrix(w: Float32Array, n: number, k: number, bits: QuantBits, blockSize: number): QuantizedMatrix {
-  if (w.length !== n * k) throw new Error(`quantizeMatrix: ${w.length} values for [${n}, ${k}]`);
+/**
+ * Block-quantises W [n, k] (see the top of this file). bf16 words are read a row at a time
+ * into a float32 scratch row, so no float32 copy of the matrix is made.
+ */
+export function quantizeMatrix(values: MatrixValues, n: number, k: number, bits: QuantBits, blockSize: number): QuantizedMatrix {
+  const f32 = values instanceof Float32Array ? values : undefined;
+  const words = values instanceof Float32Array ? undefined : values.bf16;
+  const count = (f32 ?? words)!.length;
+  if (count !== n * k) throw new Error(`quantizeMatrix: ${count} values for [${n}, ${k}]`);
+  const table = bf16Values();
+  const scratch = new Float32Array(f32 ? 0 : k);
   const kBlocks = Math.ceil(k / blockSize);
   const blockBytes = (blockSize * bits) / 8;
   const packed = new Uint8Array(n * kBlocks * blockBytes);
@@ -44,7 +80,14 @@ export function quantizeMatrix(w: Float32Array, n: number, k: number, bits: Quan
   // Rounding uses the float64 magic constant (x + 1.5·2^52 − 1.5·2^52 rounds to the nearest
   // integer, ties to even): Math.round costs ~15 ns a call here, this ~1 ns.
   for (let row = 0; row < n; row++) {
-    const rowBase = row * k;
+    // w[rowBase ..] is this row: the matrix itself, or the scratch row filled from the words.
+    let w = f32!;
+    let rowBase = row * k;
+    if (words) {
+      for (let i = 0; i < k; i++) scratch[i] = table[words[rowBase + i]];
+      w = scratch;
+      rowBase = 0;
+    }
     for (let b = 0; b < kBlocks; b++) {
       const start = rowBase + b * blockSize;
       const end = rowBase + Math.min((b + 1) * blockSize, k);
@@ -127,33 +170,6 @@ export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
 
 /** Side of the square tiles quantizePerChannelInt8 transposes in (32 × 32 int8 outputs). */
 const TRANSPOSE_TILE = 32;
-
-/**
- * A weight matrix's values: float32, or a bf16 tensor's raw words, which quantizePerChannelInt8
- * reads as float32 on the fly (SafetensorsStore.readBf16Words).
- */
-export type MatrixValues = Float32Array | { bf16: Uint16Array };
-
-let bf16Table: Float32Array | undefined;
-
-/** The float32 value of every bf16 word (its top half): 256 KB, built once. */
-function bf16Values(): Float32Array {
-  if (!bf16Table) {
-    bf16Table = new Float32Array(65536);
-    const bits = new Uint32Array(bf16Table.buffer);
-    for (let i = 0; i < 65536; i++) bits[i] = i << 16;
-  }
-  return bf16Table;
-}
-
-/** Float32 values of a matrix (bf16 words upcast exactly). */
-export function asFloat32(w: MatrixValues): Float32Array {
-  if (w instanceof Float32Array) return w;
-  const table = bf16Values();
-  const out = new Float32Array(w.bf16.length);
-  for (let i = 0; i < out.length; i++) out[i] = table[w.bf16[i]];
-  return out;
-}
 
 /**
  * Per-output-channel symmetric int8 weights for MatMulInteger, transposed to [k, n]

@@ -91,7 +91,7 @@ export function linearFromData(
   const bits: QuantBits = opts.precision === 'int8' ? 8 : 4;
   // Never wider than the (power-of-two-rounded) input: tiny test models have K = 64.
   const blockSize = Math.min(opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision], Math.max(16, 2 ** Math.ceil(Math.log2(k))));
-  const q = quantizeMatrix(asFloat32(w), n, k, bits, blockSize);
+  const q = quantizeMatrix(w, n, k, bits, blockSize);
   const kBlocks = Math.ceil(k / blockSize);
   const inputs = [
     x,
