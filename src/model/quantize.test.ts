@@ -85,10 +85,12 @@ for (const bits of [8, 4] as const) {
 }
 
 test('per-channel int8 weights: scales and the transposed [k, n] layout, as defined, on shapes that cut the transpose tiles', () => {
+  // Tiles are 128 × 128: shapes below, across and well past one tile in either direction.
   for (const [n, k] of [
     [3, 5],
     [33, 70],
-    [96, 80],
+    [129, 300],
+    [300, 129],
   ]) {
     const w = Float32Array.from({ length: n * k }, randn);
     w.fill(0, 0, k); // an all-zero row keeps scale 1 and zero weights

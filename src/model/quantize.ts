@@ -168,8 +168,8 @@ export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
   return out;
 }
 
-/** Side of the square tiles quantizePerChannelInt8 transposes in (32 × 32 int8 outputs). */
-const TRANSPOSE_TILE = 32;
+/** Side of the square tiles quantizePerChannelInt8 transposes in (128 × 128 int8 outputs). */
+const TRANSPOSE_TILE = 128;
 
 /**
  * Per-output-channel symmetric int8 weights for MatMulInteger, transposed to [k, n]
@@ -213,10 +213,13 @@ export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, of
     inv[row] = 1 / scale;
     scales[row] = scale;
   }
-  // The transpose goes tile by tile, so the output lines a tile writes stay in the L1 cache
-  // while all its rows fill them: a 6144 × 2048 weight took 42–63 ms this way against 99–117
-  // row by row (the output row stride is n bytes: one byte per cache line per input value);
-  // only the 151,936 × 1024 head was a little slower (531–608 ms against 462–507).
+  // The transpose goes tile by tile, so the output lines a tile writes stay in cache while
+  // all its rows fill them (the output row stride is n bytes: one byte per cache line per
+  // input value). Tiles of 32 took a 6144 × 2048 float32 weight from 99–117 ms row by row to
+  // 42–63 ms (seventh session's Intel VM; only the 151,936 × 1024 head was a little slower,
+  // 531–608 ms against 462–507). From bf16 words on the ninth session's Zen 3 VM, medians of
+  // seven alternating runs: 6144 × 2048 91 / 85 / 61 / 67 ms with tiles of 32 / 64 / 128 /
+  // 256, 2048 × 6144 82 / 89 / 60 / 66 ms, 1024 × 2048 13 / 11 / 10 / 9 ms.
   for (let r0 = 0; r0 < n; r0 += TRANSPOSE_TILE) {
     const r1 = Math.min(n, r0 + TRANSPOSE_TILE);
     for (let i0 = 0; i0 < k; i0 += TRANSPOSE_TILE) {
