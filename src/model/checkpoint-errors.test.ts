@@ -133,3 +133,33 @@ test('a non-finite weight is refused with its tensor, file and element, in every
     assert.throws(() => store.readBf16Words(name), (e: Error) => e.message.includes(file) && e.message.includes(`tensor ${name} holds a non-finite value at element 2`), name);
   }
 });
+
+test('16-bit weights: a non-finite word is found at every position of the two-at-a-time check, and the largest finite values pass', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qwen3-asr-nonfinite-pairs-'));
+  scratch.push(dir);
+  const file = join(dir, 'w.safetensors');
+  // Seven words: three pairs and an odd last word; finite words at the edge of the range.
+  const kinds = [
+    { dtype: 'BF16', finite: [0x7f7f, 0xff7f, 0x0001, 0x8000], bad: [0x7f80, 0xff80, 0x7fc0, 0xffff] },
+    { dtype: 'F16', finite: [0x7bff, 0xfbff, 0x0001, 0x8000], bad: [0x7c00, 0xfc00, 0x7e00, 0xffff] },
+  ] as const;
+  const tensors: { name: string; dtype: 'BF16' | 'F16'; shape: number[]; data: Buffer }[] = [];
+  for (const { dtype, finite, bad } of kinds) {
+    const ok: number[] = Array.from({ length: 7 }, (_, i) => finite[i % finite.length]);
+    tensors.push({ name: `${dtype}.ok`, dtype, shape: [7], data: Buffer.from(Uint16Array.from(ok).buffer) });
+    for (let at = 0; at < 7; at++) {
+      const words = [...ok];
+      words[at] = bad[at % bad.length];
+      tensors.push({ name: `${dtype}.bad${at}`, dtype, shape: [7], data: Buffer.from(Uint16Array.from(words).buffer) });
+    }
+  }
+  writeSafetensors(file, tensors);
+  const store = SafetensorsStore.openFile(file);
+  for (const { dtype } of kinds) {
+    assert.equal(store.readFloat32(`${dtype}.ok`).length, 7);
+    for (let at = 0; at < 7; at++) {
+      const name = `${dtype}.bad${at}`;
+      assert.throws(() => store.readFloat32(name), (e: Error) => e.message.includes(`tensor ${name} holds a non-finite value at element ${at}`), name);
+    }
+  }
+});

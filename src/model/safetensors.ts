@@ -269,10 +269,24 @@ export class SafetensorsStore {
   private readWords16(name: string, t: TensorInfo): Uint16Array {
     const raw = this.readRaw(name);
     const words = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength >> 1) : new Uint16Array(new Uint8Array(raw).buffer);
-    // Checked on the 16-bit words, half the bytes of the float32 result: the 1.7B embedding's
-    // 311 M values in 0.44–0.59 s, against 0.83–0.91 s over the floats.
-    const exponent = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
-    for (let i = 0; i < words.length; i++) if ((words[i] & exponent) === exponent) throw nonFinite(t, name, i);
+    // A word is Inf or NaN when its exponent bits are all ones. Checked two words at a time
+    // through 32-bit reads: a word's exponent bits e ≤ mask, and e + (mask's lowest bit)
+    // reaches bit 15 only when e = mask, without carrying into the other word. The 1.7B
+    // checkpoint's 2.35 G words took 6.6 s one word at a time (a CPU profile of a first load).
+    const mask = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
+    const pair = (mask << 16) | mask;
+    const carry = ((mask & -mask) << 16) | (mask & -mask);
+    const pairs = words.byteOffset % 4 === 0 ? new Uint32Array(words.buffer, words.byteOffset, words.length >> 1) : new Uint32Array(0);
+    let clean = true;
+    for (let i = 0; i < pairs.length; i++) {
+      if ((((pairs[i] & pair) + carry) & 0x80008000) !== 0) {
+        clean = false;
+        break;
+      }
+    }
+    // Where the pairs found one (or could not be read as pairs), the words say which.
+    const from = clean ? pairs.length * 2 : 0;
+    for (let i = from; i < words.length; i++) if ((words[i] & mask) === mask) throw nonFinite(t, name, i);
     return words;
   }
 
