@@ -96,11 +96,11 @@ export function readSafetensorsHeader(file: string): { tensors: TensorInfo[]; me
   }
 }
 
-/** Copies bf16 / f16 / f32 / f64 raw little-endian bytes into a new Float32Array. */
 function nonFinite(t: TensorInfo, name: string, i: number): SafetensorsError {
   return new SafetensorsError(`${t.file}: tensor ${name} holds a non-finite value at element ${i}`);
 }
 
+/** Copies bf16 / f16 / f32 / f64 raw little-endian bytes into a new Float32Array. */
 export function toFloat32(raw: Uint8Array, dtype: SafeDtype, what = 'tensor'): Float32Array {
   const n = raw.byteLength / DTYPE_BYTES[dtype];
   const out = new Float32Array(n);

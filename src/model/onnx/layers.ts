@@ -57,8 +57,8 @@ export function weight(store: SafetensorsStore, name: string, shape: number[]): 
 }
 
 /**
- * Reads a weight matrix for linearFromData: a bf16 tensor as its raw words (W8A8 quantises
- * them without a float32 copy), any other as float32.
+ * Reads a weight matrix for linearFromData: a bf16 tensor as its raw words (the quantisers
+ * read them without a float32 copy; fp32 Gemm converts them), any other as float32.
  */
 export function matrixWeight(store: SafetensorsStore, name: string, shape: number[]): MatrixValues {
   const words = store.readBf16Words(name, shape);
