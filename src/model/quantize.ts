@@ -10,6 +10,8 @@
  * blocks precise where a symmetric 4-bit grid would waste half its levels.
  */
 
+import { toFloat32 } from './safetensors.ts';
+
 export type QuantBits = 4 | 8;
 
 /** x + ROUND − ROUND rounds a float64 |x| < 2^51 to the nearest integer, ties to even. */
@@ -33,13 +35,10 @@ function bf16Values(): Float32Array {
   return bf16Table;
 }
 
-/** Float32 values of a matrix (bf16 words upcast exactly). */
+/** Float32 values of a matrix (bf16 words upcast exactly, by safetensors.ts toFloat32). */
 export function asFloat32(w: MatrixValues): Float32Array {
   if (w instanceof Float32Array) return w;
-  const table = bf16Values();
-  const out = new Float32Array(w.bf16.length);
-  for (let i = 0; i < out.length; i++) out[i] = table[w.bf16[i]];
-  return out;
+  return toFloat32(new Uint8Array(w.bf16.buffer, w.bf16.byteOffset, w.bf16.byteLength), 'BF16');
 }
 
 export interface QuantizedMatrix {
