@@ -1,7 +1,9 @@
 /**
- * Conformance of the whole engine against the tiny-a goldens (golden/README.md): every case
- * of index.json through features -> encoder -> prompt -> decoder -> decode -> parse, with the
- * README's tolerances, fp32 weights.
+ * Conformance of the whole engine against the golden sets (golden/README.md): every case of
+ * each set's index.json through features -> encoder -> prompt -> decoder -> decode -> parse,
+ * with the README's tolerances, fp32 weights. tiny-a always; any other set found beside it or
+ * in QWEN3_ASR_GOLDEN_EXTRA (tests/shared.ts `goldenSets`) too, e.g. goldens generated from
+ * the reference script's held-out tiny-b config.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -10,12 +12,9 @@ import { AsrModel } from './asr-model.ts';
 import { planEncoder } from './audio-encoder.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { argmax } from './generate.ts';
-import { goldenPath, maxAbsDiff, readJson, relError } from '../testing/shared.ts';
+import { goldenSets, maxAbsDiff, relError, type GoldenSet } from '../testing/shared.ts';
 
-const CHECKPOINT = goldenPath('tiny-a', 'checkpoint');
-const index = readJson(goldenPath('tiny-a', 'index.json'));
-const cases: any[] = index.cases;
-const audioIds = [...new Set(cases.map((c) => c.audio_id as string))];
+const sets = goldenSets('asr', ['tiny-a']);
 
 function topK(logits: Float32Array, k: number): number[] {
   return Array.from(logits.keys())
@@ -23,68 +22,77 @@ function topK(logits: Float32Array, k: number): number[] {
     .slice(0, k);
 }
 
-describe('tiny-a conformance (fp32)', () => {
-  let model: AsrModel;
-  before(async () => {
-    model = await AsrModel.load(CHECKPOINT, { device: 'cpu', quant: 'none', threads: 2 });
-  });
-  after(async () => model?.release());
+for (const set of sets) conformance(set);
 
-  for (const audioId of audioIds) {
-    test(`${audioId}: features, encoder layout and audio embeddings`, async () => {
-      const golden = SafetensorsStore.openFile(goldenPath('tiny-a', 'cases', `${audioId}.audio.safetensors`));
-      const c = cases.find((x) => x.audio_id === audioId);
-      const waveform = golden.readFloat32('waveform');
-      const feats = logMelSpectrogram(waveform, model.features);
-      assert.equal(feats.frames, c.feature_length);
-      const goldFeats = golden.readFloat32('input_features');
-      assert.ok(maxAbsDiff(feats.data, goldFeats) <= 2e-4, `input_features max diff ${maxAbsDiff(feats.data, goldFeats)}`);
+function conformance(set: GoldenSet): void {
+    const cases: any[] = set.index.cases;
+    const audioIds = [...new Set(cases.map((c) => c.audio_id as string))];
 
-      const plan = planEncoder(feats.frames, model.config.audio);
-      assert.equal(plan.audioTokens, c.num_audio_tokens);
-      assert.deepEqual(plan.chunkLengths, c.encoder_chunk_lengths);
-      assert.deepEqual(plan.windowBounds, c.encoder_cu_seqlens);
-
-      // Encoder from the golden features, so its tolerance is judged on its own.
-      const [embeds] = await model.encoder.encode([{ data: goldFeats, frames: feats.frames }]);
-      const diff = maxAbsDiff(embeds, golden.readFloat32('audio_embeds'));
-      assert.ok(diff <= 1e-4, `audio_embeds max diff ${diff}`);
+  describe(`${set.name} conformance (fp32)`, () => {
+    let model: AsrModel;
+    before(async () => {
+      model = await AsrModel.load(set.path('checkpoint'), { device: 'cpu', quant: 'none', threads: 2 });
     });
-  }
+    after(async () => model?.release());
 
-  for (const c of cases) {
-    test(`${c.case}: prompt, first logits, generated ids, text, language`, async () => {
-      const audio = SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden));
-      const golden = SafetensorsStore.openFile(goldenPath('tiny-a', c.case_file_golden));
-      const [r] = await model.transcribe(
-        [{ samples: audio.readFloat32('waveform'), language: c.language ?? undefined, context: c.context || undefined, maxNewTokens: index.model.max_new_tokens }],
-        { keepFirstLogits: true },
-      );
-      assert.equal(r.audioTokens, c.num_audio_tokens);
-      assert.deepEqual(r.promptIds, c.prompt_ids);
-      const goldLogits = golden.readFloat32('first_logits');
-      const diff = maxAbsDiff(r.firstLogits!, goldLogits);
-      assert.ok(diff <= 1e-3, `first_logits max diff ${diff}`);
-      assert.deepEqual(topK(r.firstLogits!, 5), c.first_logits_top5.map((x: [number, number]) => x[0]));
-      assert.deepEqual(r.tokenIds, c.generated_ids);
-      assert.equal(r.truncated, c.stop_reason === 'max_new_tokens');
-      assert.equal(r.raw, c.decoded_text);
-      assert.equal(r.language, c.parsed_language);
-      assert.equal(r.text, c.parsed_text);
+    for (const audioId of audioIds) {
+      test(`${audioId}: features, encoder layout and audio embeddings`, async () => {
+        const golden = SafetensorsStore.openFile(set.path('cases', `${audioId}.audio.safetensors`));
+        const c = cases.find((x) => x.audio_id === audioId);
+        const waveform = golden.readFloat32('waveform');
+        const feats = logMelSpectrogram(waveform, model.features);
+        assert.equal(feats.frames, c.feature_length);
+        const goldFeats = golden.readFloat32('input_features');
+        assert.ok(maxAbsDiff(feats.data, goldFeats) <= 2e-4, `input_features max diff ${maxAbsDiff(feats.data, goldFeats)}`);
+
+        const plan = planEncoder(feats.frames, model.config.audio);
+        assert.equal(plan.audioTokens, c.num_audio_tokens);
+        assert.deepEqual(plan.chunkLengths, c.encoder_chunk_lengths);
+        assert.deepEqual(plan.windowBounds, c.encoder_cu_seqlens);
+
+        // Encoder from the golden features, so its tolerance is judged on its own.
+        const [embeds] = await model.encoder.encode([{ data: goldFeats, frames: feats.frames }]);
+        const diff = maxAbsDiff(embeds, golden.readFloat32('audio_embeds'));
+        assert.ok(diff <= 1e-4, `audio_embeds max diff ${diff}`);
+      });
+    }
+
+    for (const c of cases) {
+      test(`${c.case}: prompt, first logits, generated ids, text, language`, async () => {
+        const audio = SafetensorsStore.openFile(set.path(c.audio_file_golden));
+        const golden = SafetensorsStore.openFile(set.path(c.case_file_golden));
+        const [r] = await model.transcribe(
+          [{ samples: audio.readFloat32('waveform'), language: c.language ?? undefined, context: c.context || undefined, maxNewTokens: set.index.model.max_new_tokens }],
+          { keepFirstLogits: true },
+        );
+        assert.equal(r.audioTokens, c.num_audio_tokens);
+        assert.deepEqual(r.promptIds, c.prompt_ids);
+        const goldLogits = golden.readFloat32('first_logits');
+        const diff = maxAbsDiff(r.firstLogits!, goldLogits);
+        assert.ok(diff <= 1e-3, `first_logits max diff ${diff}`);
+        assert.deepEqual(topK(r.firstLogits!, 5), c.first_logits_top5.map((x: [number, number]) => x[0]));
+        assert.deepEqual(r.tokenIds, c.generated_ids);
+        assert.equal(r.truncated, c.stop_reason === 'max_new_tokens');
+        assert.equal(r.raw, c.decoded_text);
+        assert.equal(r.language, c.parsed_language);
+        assert.equal(r.text, c.parsed_text);
+      });
+    }
+
+    test('all cases decoded together as one batch give the same ids', async () => {
+      const reqs = cases.map((c) => ({
+        samples: SafetensorsStore.openFile(set.path(c.audio_file_golden)).readFloat32('waveform'),
+        language: c.language ?? undefined,
+        context: c.context || undefined,
+        maxNewTokens: set.index.model.max_new_tokens,
+      }));
+      const results = await model.transcribe(reqs, { prefillChunk: 128 });
+      results.forEach((r, i) => assert.deepEqual(r.tokenIds, cases[i].generated_ids, cases[i].case));
     });
-  }
-
-  test('all cases decoded together as one batch give the same ids', async () => {
-    const reqs = cases.map((c) => ({
-      samples: SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden)).readFloat32('waveform'),
-      language: c.language ?? undefined,
-      context: c.context || undefined,
-      maxNewTokens: index.model.max_new_tokens,
-    }));
-    const results = await model.transcribe(reqs, { prefillChunk: 128 });
-    results.forEach((r, i) => assert.deepEqual(r.tokenIds, cases[i].generated_ids, cases[i].case));
   });
-});
+}
+
+const tinyA = sets.find((s) => s.name === 'tiny-a')!;
 
 // int8 runs every pass on its one (W8A8) graph; int4 steps batches of 1–2 sequences through
 // its one-position step graph (MatMulNBits), larger ones through the batch graph — so int4 is
@@ -96,11 +104,11 @@ for (const [quant, picks, budgets] of [
   test(`${quant}: ${picks.length} cases decoded together match each decoded alone`, async () => {
     // Left padding, masks, positions, the new keys and values (host-quantised on the step
     // graph) and rows leaving must not change any row's numbers. Prompts of different lengths.
-    const model = await AsrModel.load(CHECKPOINT, { device: 'cpu', quant, threads: 2, cacheDir: false });
+    const model = await AsrModel.load(tinyA.path('checkpoint'), { device: 'cpu', quant, threads: 2, cacheDir: false });
     try {
-      const picked = picks.map((i) => cases[i]);
+      const picked = picks.map((i) => tinyA.index.cases[i]);
       const reqs = picked.map((c, i) => ({
-        samples: SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden)).readFloat32('waveform'),
+        samples: SafetensorsStore.openFile(tinyA.path(c.audio_file_golden)).readFloat32('waveform'),
         language: c.language ?? undefined,
         context: c.context || undefined,
         maxNewTokens: budgets[i],

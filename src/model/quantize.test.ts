@@ -30,7 +30,7 @@ import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { linearFromData } from './onnx/layers.ts';
 import { asFloat32, dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { exactInt8Kernels, goldenPath, readJson, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
+import { exactInt8Kernels, goldenSets, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
 
 const N = 96;
 const K = 80; // not a multiple of the block size: the last block is padded
@@ -152,48 +152,54 @@ for (const int8Kernel of exactInt8Kernels()) {
   });
 }
 
-test('tiny-a logits: int8 and int4 error against fp32 stays within the measured bounds', async () => {
-  // Three measurements per precision: the first generated token comes from the batch graph
-  // (prompt pass: W8A8 projections and head); the second from the batch graph again when all
-  // 18 cases decode as one batch, and when each case decodes alone from the graph that runs
-  // one-row steps: the same W8A8 graph for int8, the int4 step graph (MatMulNBits) for int4.
-  const dir = goldenPath('tiny-a', 'checkpoint');
-  const index = readJson(goldenPath('tiny-a', 'index.json'));
-  const reqs = index.cases.map((c: any) => ({
-    samples: SafetensorsStore.openFile(goldenPath('tiny-a', c.audio_file_golden)).readFloat32('waveform'),
-    language: c.language ?? undefined,
-    context: c.context || undefined,
-    maxNewTokens: 2,
-  }));
-  const run = async (quant: 'none' | 'int8' | 'int4') => {
-    const m = await AsrModel.load(dir, { device: 'cpu', quant, threads: 2, cacheDir: false });
-    const opts = { keepStepLogits: true, ignoreStopTokens: true };
-    try {
-      const batched = await m.transcribe(reqs, opts);
-      const alone = [];
-      for (const r of reqs) alone.push((await m.transcribe([r], opts))[0]);
-      return { batched, alone };
-    } finally {
-      await m.release();
+for (const set of goldenSets('asr', ['tiny-a'])) {
+  test(`${set.name} logits: int8 and int4 error against fp32 stays within the measured bounds`, async () => {
+    // Three measurements per precision: the first generated token comes from the batch graph
+    // (prompt pass: W8A8 projections and head); the second from the batch graph again when all
+    // cases decode as one batch, and when each case decodes alone from the graph that runs
+    // one-row steps: the same W8A8 graph for int8, the int4 step graph (MatMulNBits) for int4.
+    const dir = set.path('checkpoint');
+    const index = set.index;
+    const reqs = index.cases.map((c: any) => ({
+      samples: SafetensorsStore.openFile(set.path(c.audio_file_golden)).readFloat32('waveform'),
+      language: c.language ?? undefined,
+      context: c.context || undefined,
+      maxNewTokens: 2,
+    }));
+    const run = async (quant: 'none' | 'int8' | 'int4') => {
+      const m = await AsrModel.load(dir, { device: 'cpu', quant, threads: 2, cacheDir: false });
+      const opts = { keepStepLogits: true, ignoreStopTokens: true };
+      try {
+        const batched = await m.transcribe(reqs, opts);
+        const alone = [];
+        for (const r of reqs) alone.push((await m.transcribe([r], opts))[0]);
+        return { batched, alone };
+      } finally {
+        await m.release();
+      }
+    };
+    const ref = await run('none');
+    // [batch graph (W8A8 + W8A8 head), one-row steps (int8: the same; int4: MatMulNBits + int4 head)].
+    // tiny-a measured 0.032 / 0.030 / 0.031 (int8) and 0.24 for int4's one-row steps. Other sets
+    // get looser bounds: the reference's held-out tiny-b (3+3 layers 48 wide, embeddings and
+    // head at 3-4x tiny-a's scale) measured 0.056 / 0.049 / 0.051 and 0.30, the error spread
+    // over the encoder (0.036 alone) and the decoder's projections (0.046 alone).
+    const bounds = set.name === 'tiny-a' ? { int8: [0.045, 0.045], int4: [0.045, 0.3] } : { int8: [0.075, 0.075], int4: [0.075, 0.4] };
+    for (const quant of ['int8', 'int4'] as const) {
+      const out = await run(quant);
+      const measurements = [
+        ['prompt (batch graph)', out.batched, ref.batched, 0, bounds[quant][0]],
+        ['batched step (batch graph)', out.batched, ref.batched, 1, bounds[quant][0]],
+        ['single step (one-row graph)', out.alone, ref.alone, 1, bounds[quant][1]],
+      ] as const;
+      for (const [what, got, want, step, bound] of measurements) {
+        // A second step is comparable only where both picked the same first token.
+        const same = got.map((_, i) => i).filter((i) => step === 0 || got[i].tokenIds[0] === want[i].tokenIds[0]);
+        assert.ok(same.length >= 10, `${quant}: only ${same.length} cases comparable for the ${what}`);
+        const worst = Math.max(...same.map((i) => relError(got[i].stepLogits![step], want[i].stepLogits![step])));
+        assert.ok(worst <= bound, `${quant} ${what}: worst relative logit error ${worst} > ${bound}`);
+        process.stdout.write(`# ${set.name} ${quant} ${what}: worst relative logit error ${worst.toFixed(4)} over ${same.length} cases\n`);
+      }
     }
-  };
-  const ref = await run('none');
-  // [batch graph (W8A8 + W8A8 head), one-row steps (int8: the same; int4: MatMulNBits + int4 head)]
-  const bounds = { int8: [0.045, 0.045], int4: [0.045, 0.3] };
-  for (const quant of ['int8', 'int4'] as const) {
-    const out = await run(quant);
-    const measurements = [
-      ['prompt (batch graph)', out.batched, ref.batched, 0, bounds[quant][0]],
-      ['batched step (batch graph)', out.batched, ref.batched, 1, bounds[quant][0]],
-      ['single step (one-row graph)', out.alone, ref.alone, 1, bounds[quant][1]],
-    ] as const;
-    for (const [what, got, want, step, bound] of measurements) {
-      // A second step is comparable only where both picked the same first token.
-      const same = got.map((_, i) => i).filter((i) => step === 0 || got[i].tokenIds[0] === want[i].tokenIds[0]);
-      assert.ok(same.length >= 10, `${quant}: only ${same.length} cases comparable for the ${what}`);
-      const worst = Math.max(...same.map((i) => relError(got[i].stepLogits![step], want[i].stepLogits![step])));
-      assert.ok(worst <= bound, `${quant} ${what}: worst relative logit error ${worst} > ${bound}`);
-      process.stdout.write(`# ${quant} ${what}: worst relative logit error ${worst.toFixed(4)} over ${same.length} cases\n`);
-    }
-  }
-});
+  });
+}

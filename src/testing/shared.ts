@@ -2,8 +2,8 @@
  * Where the test data lives: `../shared` beside the repository (golden checkpoints, real
  * audio), or QWEN3_ASR_SHARED when set. Test data never goes into git.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultInt8Kernel, type Int8Kernel } from '../model/onnx/int8-kernel.ts';
 
@@ -18,6 +18,47 @@ export function goldenPath(...parts: string[]): string {
 
 export function readJson<T = any>(path: string): T {
   return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+/** A folder of golden outputs in the layout of golden/README.md: checkpoint/, cases/, index.json. */
+export interface GoldenSet {
+  /** Folder name (`tiny-a`): what golden cases of the other kind refer to (`tiny-a:de_7s__context`). */
+  name: string;
+  dir: string;
+  index: any;
+  path(...parts: string[]): string;
+}
+
+/**
+ * Every golden set of one kind: the folders of `../shared/golden`, then those of each folder in
+ * QWEN3_ASR_GOLDEN_EXTRA (path-list separated; a folder may be a set itself or hold sets), so
+ * goldens of other shapes generated with the reference scripts beside golden/README.md (their
+ * held-out configs, say) run through the same conformance tests. A set is an aligner's when its
+ * index names `classify_num`. The sets named in `required` must be among them: missing test
+ * data fails loudly instead of running no tests.
+ */
+export function goldenSets(kind: 'asr' | 'aligner', required: string[]): GoldenSet[] {
+  const roots = [GOLDEN_DIR, ...(process.env.QWEN3_ASR_GOLDEN_EXTRA ?? '').split(delimiter).filter(Boolean).map((d) => resolve(d))];
+  const found = new Map<string, GoldenSet>();
+  const consider = (dir: string) => {
+    const indexFile = join(dir, 'index.json');
+    if (!existsSync(indexFile) || !existsSync(join(dir, 'checkpoint', 'config.json'))) return false;
+    const index = readJson(indexFile);
+    const isAligner = index.model?.classify_num !== undefined;
+    if (isAligner === (kind === 'aligner')) {
+      const name = basename(dir);
+      if (found.has(name)) throw new Error(`two golden sets named ${name}: ${found.get(name)!.dir} and ${dir}`);
+      found.set(name, { name, dir, index, path: (...parts) => join(dir, ...parts) });
+    }
+    return true;
+  };
+  for (const root of roots) {
+    if (consider(root)) continue;
+    if (!existsSync(root)) throw new Error(`golden folder ${root} does not exist`);
+    for (const entry of readdirSync(root, { withFileTypes: true })) if (entry.isDirectory()) consider(join(root, entry.name));
+  }
+  for (const name of required) if (!found.has(name)) throw new Error(`golden set ${name} not found under ${roots.join(', ')}`);
+  return [...found.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

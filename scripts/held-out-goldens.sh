@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Golden sets for the reference scripts' held-out configurations (tiny-b, aligner-b), so the
+# conformance tests can run on shapes the engine was not developed against:
+#
+#   npm run golden:held-out [-- OUT]            # default OUT: .bench/golden-extra
+#   QWEN3_ASR_GOLDEN_EXTRA=.bench/golden-extra npm test
+#
+# tiny-b: untied head, 3+3 layers, 8 query / 2 kv heads of width 8, query width 64 != hidden 48,
+# rope_theta 5e6. aligner-b: audio d_model 40 != text hidden 48, 5 audio heads, same text shapes.
+# The checkpoints and goldens come from ../shared/golden/qwen3_*_reference.py (the official
+# math re-implemented in PyTorch); tiny-a and aligner-a regenerate byte for byte with them.
+# This is test data generation only: the engine itself never runs Python. Needs a python3 with
+# torch and numpy (Debian: apt-get install python3-torch python3-numpy) and sox for the MP3 case.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+shared=${QWEN3_ASR_SHARED:-$repo/../shared}
+golden=$(cd "$shared/golden" && pwd)
+out=${1:-$repo/.bench/golden-extra}
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3 /usr/bin/python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import torch, numpy' 2>/dev/null; then python=$candidate; break; fi
+  done
+fi
+if [ -z "$python" ]; then
+  echo "held-out-goldens: no python3 with torch and numpy found (Debian: apt-get install python3-torch python3-numpy; or set PYTHON)" >&2
+  exit 1
+fi
+command -v sox >/dev/null || { echo "held-out-goldens: sox is needed for the MP3 case (apt-get install sox)" >&2; exit 1; }
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+rm -rf "$out/tiny-b" "$out/aligner-b"
+
+asr="$python $golden/qwen3_asr_reference.py"
+aligner="$python $golden/qwen3_aligner_reference.py"
+
+$asr make-checkpoint --name tiny-b --tokenizer-dir "$golden/tiny-a/checkpoint" --out "$out/tiny-b/checkpoint"
+cp -r "$golden/tiny-a/audio" "$out/tiny-b/audio"
+$asr golden --snapshot "$out/tiny-b/checkpoint" --audio "$out/tiny-b/audio" --out "$out/tiny-b"
+
+$aligner make-checkpoint --name aligner-b --tokenizer-dir "$golden/aligner-a/checkpoint" --out "$out/aligner-b/checkpoint"
+cp -r "$golden/aligner-a/audio" "$out/aligner-b/audio"
+$aligner golden --snapshot "$out/aligner-b/checkpoint" \
+  --audio "$out/tiny-b/audio" --audio "$out/aligner-b/audio" --audio "$shared/audio" \
+  --asr-golden "$out/tiny-b" --asr-case de_7s__context \
+  --korean-dict "$golden/aligner-a/assets/korean_dict_jieba.dict" --out "$out/aligner-b"
+
+echo "held-out golden sets in $out: run QWEN3_ASR_GOLDEN_EXTRA=$out npm test"
