@@ -57,8 +57,12 @@ function conformance(set: GoldenSet): void {
       results.forEach((r, i) => assert.deepEqual(r.rawClasses, cases[i].raw_classes, cases[i].case));
     });
 
-    test(`transcribe with timestamps (the ASR golden's context case + ${set.name}) reproduces the golden transcription`, async () => {
-      const c = cases.find((x) => x.asr_golden_case);
+    const combined = cases.find((x) => x.asr_golden_case);
+    // aligner-a has one (tiny-a's de_7s__context); a set generated without --asr-golden has none.
+    const skip = set.name !== 'aligner-a' && !combined ? 'no combined ASR + aligner case in this set' : false;
+    test(`transcribe with timestamps (the ASR golden's context case + ${set.name}) reproduces the golden transcription`, { skip }, async () => {
+      const c = combined;
+      assert.ok(c, `${set.name}: no case names asr_golden_case`);
       const [asrName, asrCaseName] = c.asr_golden_case.split(':');
       const asrSet = asrSets.find((s) => s.name === asrName);
       assert.ok(asrSet, `${set.name} aligns ${c.asr_golden_case}: golden set ${asrName} not found`);

@@ -16,6 +16,34 @@ import { goldenSets, maxAbsDiff, relError, type GoldenSet } from '../testing/sha
 
 const sets = goldenSets('asr', ['tiny-a']);
 
+/** golden/README.md: first_logits within 1e-3 of the reference (max abs). */
+const LOGIT_TOLERANCE = 1e-3;
+
+/**
+ * How many of a case's generated ids are decided beyond doubt: all of them while every step's
+ * reference top-1 margin exceeds twice the logit tolerance (tiny-a's smallest is 0.0148, so
+ * tiny-a is held to every id); from the first step decided by less, two float32 routes that
+ * both meet the tolerance may pick differently (full-size random weights give margins of 1e-4).
+ */
+function decidedSteps(c: any): number {
+  const i = (c.step_top1_margins as number[]).findIndex((m) => m < 2 * LOGIT_TOLERANCE);
+  return i < 0 ? c.generated_ids.length : i;
+}
+
+/** The generated ids agree wherever they are decided; true when they are decided throughout. */
+function assertDecidedIds(got: number[], c: any): boolean {
+  const n = decidedSteps(c);
+  assert.deepEqual(got.slice(0, n), c.generated_ids.slice(0, n), `${c.case}: the first ${n} ids`);
+  if (n === c.generated_ids.length) {
+    assert.equal(got.length, n, `${c.case}: as many ids as the reference`);
+    return true;
+  }
+  const k = c.generated_ids.findIndex((id: number, i: number) => got[i] !== id);
+  const tail = k < 0 && got.length === c.generated_ids.length ? 'the rest identical too' : `first difference at id ${k < 0 ? got.length : k}`;
+  process.stdout.write(`# ${c.case}: ${n} of ${c.generated_ids.length} ids decided by margins of at least ${2 * LOGIT_TOLERANCE}; ${tail}\n`);
+  return false;
+}
+
 function topK(logits: Float32Array, k: number): number[] {
   return Array.from(logits.keys())
     .sort((a, b) => logits[b] - logits[a] || a - b)
@@ -69,9 +97,15 @@ function conformance(set: GoldenSet): void {
         assert.deepEqual(r.promptIds, c.prompt_ids);
         const goldLogits = golden.readFloat32('first_logits');
         const diff = maxAbsDiff(r.firstLogits!, goldLogits);
-        assert.ok(diff <= 1e-3, `first_logits max diff ${diff}`);
-        assert.deepEqual(topK(r.firstLogits!, 5), c.first_logits_top5.map((x: [number, number]) => x[0]));
-        assert.deepEqual(r.tokenIds, c.generated_ids);
+        assert.ok(diff <= LOGIT_TOLERANCE, `first_logits max diff ${diff}`);
+        // The top five in order wherever the reference separates them by more than the tolerance allows to swap.
+        const top5: [number, number][] = c.first_logits_top5;
+        const ours = topK(r.firstLogits!, 5);
+        top5.forEach(([id, value], k) => {
+          const apart = (j: number) => j < 0 || j >= top5.length || Math.abs(top5[j][1] - value) > 2 * LOGIT_TOLERANCE;
+          if (apart(k - 1) && apart(k + 1)) assert.equal(ours[k], id, `top-5 rank ${k}`);
+        });
+        if (!assertDecidedIds(r.tokenIds, c) && !sameIds(r.tokenIds, c.generated_ids)) return; // later ids legitimately differ
         assert.equal(r.truncated, c.stop_reason === 'max_new_tokens');
         assert.equal(r.raw, c.decoded_text);
         assert.equal(r.language, c.parsed_language);
@@ -87,9 +121,13 @@ function conformance(set: GoldenSet): void {
         maxNewTokens: set.index.model.max_new_tokens,
       }));
       const results = await model.transcribe(reqs, { prefillChunk: 128 });
-      results.forEach((r, i) => assert.deepEqual(r.tokenIds, cases[i].generated_ids, cases[i].case));
+      results.forEach((r, i) => assertDecidedIds(r.tokenIds, cases[i]));
     });
   });
+}
+
+function sameIds(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 const tinyA = sets.find((s) => s.name === 'tiny-a')!;
