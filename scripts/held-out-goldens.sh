@@ -40,10 +40,12 @@ aligner="$python $golden/qwen3_aligner_reference.py"
 
 $asr make-checkpoint --name tiny-b --tokenizer-dir "$golden/tiny-a/checkpoint" --out "$out/tiny-b/checkpoint"
 cp -r "$golden/tiny-a/audio" "$out/tiny-b/audio"
+chmod -R u+w "$out/tiny-b/audio"
 $asr golden --snapshot "$out/tiny-b/checkpoint" --audio "$out/tiny-b/audio" --out "$out/tiny-b"
 
 $aligner make-checkpoint --name aligner-b --tokenizer-dir "$golden/aligner-a/checkpoint" --out "$out/aligner-b/checkpoint"
 cp -r "$golden/aligner-a/audio" "$out/aligner-b/audio"
+chmod -R u+w "$out/aligner-b/audio"
 $aligner golden --snapshot "$out/aligner-b/checkpoint" \
   --audio "$out/tiny-b/audio" --audio "$out/aligner-b/audio" --audio "$shared/audio" \
   --asr-golden "$out/tiny-b" --asr-case de_7s__context \
