@@ -39,16 +39,7 @@ esac
 checkpoint=$repo/.bench/qwen3-asr-$size
 out=${out:-$repo/.bench/golden-full}/$name
 
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  for candidate in python3 /usr/bin/python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import torch, numpy' 2>/dev/null; then python=$candidate; break; fi
-  done
-fi
-if [ -z "$python" ]; then
-  echo "full-size-goldens: no python3 with torch and numpy found (Debian: apt-get install python3-torch python3-numpy; or set PYTHON)" >&2
-  exit 1
-fi
+source "$here/reference-python.sh"
 
 if [ ! -f "$checkpoint/config.json" ]; then
   (cd "$repo" && npm run --silent make-checkpoint -- --size "$size" --out "$checkpoint")

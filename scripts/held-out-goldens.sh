@@ -19,16 +19,7 @@ shared=${QWEN3_ASR_SHARED:-$repo/../shared}
 golden=$(cd "$shared/golden" && pwd)
 out=${1:-$repo/.bench/golden-extra}
 
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  for candidate in python3 /usr/bin/python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import torch, numpy' 2>/dev/null; then python=$candidate; break; fi
-  done
-fi
-if [ -z "$python" ]; then
-  echo "held-out-goldens: no python3 with torch and numpy found (Debian: apt-get install python3-torch python3-numpy; or set PYTHON)" >&2
-  exit 1
-fi
+source "$here/reference-python.sh"
 command -v sox >/dev/null || { echo "held-out-goldens: sox is needed for the MP3 case (apt-get install sox)" >&2; exit 1; }
 
 mkdir -p "$out"
