@@ -184,7 +184,7 @@ for (const set of goldenSets('asr', ['tiny-a'])) {
     // get looser bounds: the reference's held-out tiny-b (3+3 layers 48 wide, embeddings and
     // head at 3-4x tiny-a's scale) measured 0.056 / 0.049 / 0.051 and 0.30, the error spread
     // over the encoder (0.036 alone) and the decoder's projections (0.046 alone); a full-size
-    // random 0.6B (scripts/full-size-goldens.sh) 0.073 / 0.076 / 0.077 and 0.25.
+    // random 0.6B (scripts/full-size-goldens.sh) 0.073 / 0.076 / 0.077 and 0.25, 1.7B 0.075 / 0.073 / 0.073 and 0.24.
     const bounds = set.name === 'tiny-a' ? { int8: [0.045, 0.045], int4: [0.045, 0.3] } : { int8: [0.1, 0.1], int4: [0.1, 0.4] };
     for (const quant of ['int8', 'int4'] as const) {
       const out = await run(quant);
@@ -196,7 +196,9 @@ for (const set of goldenSets('asr', ['tiny-a'])) {
       for (const [what, got, want, step, bound] of measurements) {
         // A second step is comparable only where both picked the same first token.
         const same = got.map((_, i) => i).filter((i) => step === 0 || got[i].tokenIds[0] === want[i].tokenIds[0]);
-        assert.ok(same.length >= 10, `${quant}: only ${same.length} cases comparable for the ${what}`);
+        // (Most must be: 10 of tiny-a's 18; at least half of a smaller set's.)
+        const needed = Math.min(10, Math.ceil(reqs.length / 2));
+        assert.ok(same.length >= needed, `${quant}: only ${same.length} cases comparable for the ${what}`);
         const worst = Math.max(...same.map((i) => relError(got[i].stepLogits![step], want[i].stepLogits![step])));
         assert.ok(worst <= bound, `${quant} ${what}: worst relative logit error ${worst} > ${bound}`);
         process.stdout.write(`# ${set.name} ${quant} ${what}: worst relative logit error ${worst.toFixed(4)} over ${same.length} cases\n`);
