@@ -109,9 +109,9 @@ for (const [dtype, shards] of [
   ['F32', 3],
   ['F16', 1],
 ] as const) {
-  test(`tiny-a stored as ${dtype}${shards > 1 ? `, in ${shards} shards` : ''}: ${dtype === 'F32' ? 'the bf16 load bit for bit (fp32 and int8)' : 'the goldens within tolerance'}`, async () => {
+  test(`tiny-a stored as ${dtype}${shards > 1 ? `, in ${shards} shards` : ''}: ${dtype === 'F32' ? 'the bf16 load bit for bit (fp32, int8, int4)' : 'the goldens within tolerance'}`, async () => {
     const dir = rewrite(dtype, shards);
-    for (const quant of dtype === 'F32' ? (['none', 'int8'] as const) : (['none'] as const)) {
+    for (const quant of dtype === 'F32' ? (['none', 'int8', 'int4'] as const) : (['none'] as const)) {
       const got = await run(dir, quant);
       const want = dtype === 'F32' ? await run(SOURCE, quant) : undefined;
       got.forEach((r, i) => {
