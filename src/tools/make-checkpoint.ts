@@ -1,19 +1,25 @@
 /**
  * npm run make-checkpoint -- --size 1.7b|0.6b|aligner --out DIR [--seed N] [--tokenizer-from DIR]
+ * npm run make-checkpoint -- --config FILE --out DIR [...]
  *
  * Writes a full-size random checkpoint in the official format (see random-checkpoint.ts), for
- * measuring load and inference speed without downloading the real weights.
+ * measuring load and inference speed without downloading the real weights; or one for any
+ * config.json of the family (other widths, head counts, windows), for checking the engine on
+ * shapes no released model has (scripts/held-out-goldens.sh runs the reference on one).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { GOLDEN_DIR } from '../testing/shared.ts';
 import { join } from 'node:path';
+import { parseModelConfig } from '../model/config.ts';
 import { CHECKPOINT_SIZES, DEFAULT_MAX_SHARD_BYTES, referenceConfig, writeRandomCheckpoint, type CheckpointSize } from './random-checkpoint.ts';
 
-const USAGE = `usage: npm run make-checkpoint -- --size ${CHECKPOINT_SIZES.join('|')} --out DIR [--seed N] [--tokenizer-from DIR] [--max-shard-size BYTES]
+const USAGE = `usage: npm run make-checkpoint -- --size ${CHECKPOINT_SIZES.join('|')} | --config FILE --out DIR [--seed N] [--tokenizer-from DIR] [--max-shard-size BYTES]
 
   --size            which released model to imitate: 1.7b (Qwen3-ASR-1.7B, 4.7 GB, two shards),
                     0.6b (Qwen3-ASR-0.6B, 1.9 GB), aligner (Qwen3-ForcedAligner-0.6B, 1.8 GB)
+  --config          instead of --size: a config.json of the family (Qwen3-ASR or the aligner)
+                    with any widths; written into DIR as given
   --out             folder to write (created if needed; old weight files in it are replaced)
   --seed            random seed, a non-negative integer (default 0)
   --tokenizer-from  snapshot folder to copy vocab.json, merges.txt, tokenizer_config.json,
@@ -32,11 +38,26 @@ function parseSize(text: string, what: string): number {
   return n;
 }
 
+function readConfig(file: string): any {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--config ${file}: cannot read it (${(err as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--config ${file}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
 function main(argv: string[]): void {
   const { values } = parseArgs({
     args: argv,
     options: {
       size: { type: 'string' },
+      config: { type: 'string' },
       out: { type: 'string' },
       seed: { type: 'string' },
       'tokenizer-from': { type: 'string' },
@@ -51,8 +72,11 @@ function main(argv: string[]): void {
     return;
   }
   const size = values.size as CheckpointSize | undefined;
-  if (!size) throw new UsageError('--size is required');
-  if (!CHECKPOINT_SIZES.includes(size)) throw new UsageError(`--size ${JSON.stringify(size)} is not one of ${CHECKPOINT_SIZES.join(', ')}`);
+  if (!size === !values.config) throw new UsageError('give either --size or --config');
+  if (size && !CHECKPOINT_SIZES.includes(size)) throw new UsageError(`--size ${JSON.stringify(size)} is not one of ${CHECKPOINT_SIZES.join(', ')}`);
+  const config = size ? referenceConfig(size) : readConfig(values.config!);
+  const label = size ?? values.config!;
+  const kind = parseModelConfig(config, label).kind;
   if (!values.out) throw new UsageError('--out DIR is required');
   let seed = 0;
   if (values.seed !== undefined) {
@@ -63,13 +87,13 @@ function main(argv: string[]): void {
   let tokenizerFrom = values['tokenizer-from'];
   if (!tokenizerFrom) {
     // The golden tiny checkpoints carry the real tokenizer files (the aligner's has <timestamp>).
-    tokenizerFrom = join(GOLDEN_DIR, size === 'aligner' ? 'aligner-a' : 'tiny-a', 'checkpoint');
+    tokenizerFrom = join(GOLDEN_DIR, kind === 'aligner' ? 'aligner-a' : 'tiny-a', 'checkpoint');
     if (!existsSync(tokenizerFrom)) {
-      throw new UsageError(`no --tokenizer-from given and the default ${tokenizerFrom} does not exist; pass a Qwen3-ASR${size === 'aligner' ? ' ForcedAligner' : ''} snapshot folder`);
+      throw new UsageError(`no --tokenizer-from given and the default ${tokenizerFrom} does not exist; pass a Qwen3-ASR${kind === 'aligner' ? ' ForcedAligner' : ''} snapshot folder`);
     }
   }
 
-  const result = writeRandomCheckpoint(referenceConfig(size), values.out, {
+  const result = writeRandomCheckpoint(config, values.out, {
     seed,
     tokenizerFrom,
     maxShardBytes,
@@ -78,7 +102,7 @@ function main(argv: string[]): void {
   console.log(`\n${result.dir}`);
   for (const f of result.files) console.log(`  ${f.name.padEnd(36)} ${f.bytes.toLocaleString('en-US').padStart(16)} bytes`);
   console.log(
-    `${size}: ${result.tensors} tensors, ${(result.parameters / 1e9).toFixed(3)} B parameters, ` +
+    `${label}: ${result.tensors} tensors, ${(result.parameters / 1e9).toFixed(3)} B parameters, ` +
       `${(result.weightBytes / 1e9).toFixed(2)} GB of weights in ${result.seconds.toFixed(1)} s ` +
       `(${(result.weightBytes / 1e6 / result.seconds).toFixed(0)} MB/s)`,
   );

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelConfig, parseModelConfig } from '../model/config.ts';
@@ -235,4 +235,33 @@ test('make-checkpoint rejects bad arguments with usage help', () => {
   assert.equal(badSeed.status, 2);
   assert.match(badSeed.stderr, /--seed must be a non-negative integer, got "abc"/);
   assert.ok(!existsSync(join(scratch, 'cli')), 'nothing written');
+  const both = run('--size', '0.6b', '--config', join(TINY, 'config.json'), '--out', join(scratch, 'cli'));
+  assert.equal(both.status, 2);
+  assert.match(both.stderr, /give either --size or --config/);
+  writeFileSync(join(scratch, 'broken.json'), '{"model_type": ');
+  const broken = run('--config', join(scratch, 'broken.json'), '--out', join(scratch, 'cli'));
+  assert.equal(broken.status, 2);
+  assert.match(broken.stderr, /--config .*broken\.json: not valid JSON/);
+  assert.ok(!existsSync(join(scratch, 'cli')), 'nothing written');
+});
+
+test('make-checkpoint --config writes a checkpoint for any widths of the family', () => {
+  // Shapes no released model has: every query head with its own kv head, heads 12 wide, a
+  // query width (60) and an audio width (36) that differ from the hidden size (40), windows of 4 s.
+  const cfg = readJson(join(TINY, 'config.json'));
+  Object.assign(cfg.thinker_config.text_config, { hidden_size: 40, num_hidden_layers: 1, num_attention_heads: 5, num_key_value_heads: 5, head_dim: 12, intermediate_size: 72 });
+  cfg.thinker_config.text_config.rope_scaling.mrope_section = [2, 2, 2];
+  Object.assign(cfg.thinker_config.audio_config, { d_model: 36, encoder_layers: 1, encoder_attention_heads: 3, encoder_ffn_dim: 56, downsample_hidden_size: 8, output_dim: 40, n_window_infer: 400 });
+  const file = join(scratch, 'tiny-c.json');
+  writeFileSync(file, JSON.stringify(cfg));
+  const out = join(scratch, 'from-config');
+  const made = spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'tools', 'make-checkpoint.ts'), '--config', file, '--out', out, '--seed', '3'], { cwd: REPO_ROOT, encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  assert.deepEqual(readJson(join(out, 'config.json')), cfg);
+  const loaded = loadModelConfig(out);
+  assert.equal(loaded.text.kvHeads, 5);
+  assert.equal(loaded.audio.dModel, 36);
+  const store = SafetensorsStore.openDir(out);
+  assert.deepEqual(store.tensors.get('thinker.model.layers.0.self_attn.k_proj.weight')!.shape, [60, 40]);
+  assert.deepEqual(store.tensors.get('thinker.audio_tower.proj2.weight')!.shape, [40, 36]);
 });
