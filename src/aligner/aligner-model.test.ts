@@ -1,6 +1,6 @@
 /**
  * Conformance of the forced aligner against every golden aligner set (aligner-a always, any
- * other found by tests/shared.ts `goldenSets`, e.g. from the reference's held-out aligner-b
+ * other found by src/testing/shared.ts `goldenSets`, e.g. from the reference's held-out aligner-b
  * config; golden/README.md, aligner half): word units, prompt ids, audio embeddings, raw
  * classes at the <timestamp> slots, repaired milliseconds and final items; and the combined
  * transcribe-with-timestamps path (the set's ASR golden + the aligner) against the golden

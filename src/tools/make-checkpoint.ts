@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { parseModelConfig } from '../model/config.ts';
 import { CHECKPOINT_SIZES, DEFAULT_MAX_SHARD_BYTES, referenceConfig, writeRandomCheckpoint, type CheckpointSize } from './random-checkpoint.ts';
 
-const USAGE = `usage: npm run make-checkpoint -- --size ${CHECKPOINT_SIZES.join('|')} | --config FILE --out DIR [--seed N] [--tokenizer-from DIR] [--max-shard-size BYTES]
+const USAGE = `usage: npm run make-checkpoint -- (--size ${CHECKPOINT_SIZES.join('|')} | --config FILE) --out DIR [--seed N] [--tokenizer-from DIR] [--max-shard-size BYTES]
 
   --size            which released model to imitate: 1.7b (Qwen3-ASR-1.7B, 4.7 GB, two shards),
                     0.6b (Qwen3-ASR-0.6B, 1.9 GB), aligner (Qwen3-ForcedAligner-0.6B, 1.8 GB)
