@@ -12,6 +12,7 @@ import { AsrModel } from './asr-model.ts';
 import { planEncoder } from './audio-encoder.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { argmax } from './generate.ts';
+import { stepGraphRowsFor } from './text-decoder.ts';
 import { goldenSets, maxAbsDiff, relError, type GoldenSet } from '../testing/shared.ts';
 
 const sets = goldenSets('asr', ['tiny-a']);
@@ -132,17 +133,18 @@ function conformance(set: GoldenSet): void {
 
 const tinyA = sets.find((s) => s.name === 'tiny-a')!;
 
-// int8 runs every pass on its one (W8A8) graph; int4 steps batches of 1–2 sequences through
-// its one-position step graph (MatMulNBits), larger ones through the batch graph — so int4 is
-// checked with two sequences, which stay on the step graph as the shorter one leaves.
+// int8 runs every pass on its one (W8A8) graph; int4 steps batches of up to `stepGraphRows`
+// sequences through its one-position step graph (MatMulNBits), larger ones through the batch
+// graph — so int4 is checked with three sequences and stepGraphRows 3 (this CPU's choice
+// without AMX), which stay on the step graph as the shorter ones leave.
 for (const [quant, picks, budgets] of [
   ['int8', [0, 5, 11], [2, 5, 7]],
-  ['int4', [0, 5], [2, 5]],
+  ['int4', [0, 5, 11], [2, 5, 7]],
 ] as const) {
   test(`${quant}: ${picks.length} cases decoded together match each decoded alone`, async () => {
     // Left padding, masks, positions, the new keys and values (host-quantised on the step
     // graph) and rows leaving must not change any row's numbers. Prompts of different lengths.
-    const model = await AsrModel.load(tinyA.path('checkpoint'), { device: 'cpu', quant, threads: 2, cacheDir: false });
+    const model = await AsrModel.load(tinyA.path('checkpoint'), { device: 'cpu', quant, threads: 2, cacheDir: false, precisions: { stepGraphRows: 3 } });
     try {
       const picked = picks.map((i) => tinyA.index.cases[i]);
       const reqs = picked.map((c, i) => ({
@@ -170,3 +172,45 @@ for (const [quant, picks, budgets] of [
     }
   });
 }
+
+test('int4: steps of more sequences than stepGraphRows run on the batch graph (W8A8, as int8)', async () => {
+  // Three sequences with budgets 2, 5, 7: step 1 runs all three; later steps two or one. With
+  // stepGraphRows 2 that step must come from the W8A8 batch graph — the very numbers of int8's
+  // one graph — and with 3 from the 4-bit step graph, whose logits differ from W8A8's by ~0.2.
+  const picked = [0, 5, 11].map((i) => tinyA.index.cases[i]);
+  const reqs = picked.map((c, i) => ({
+    samples: SafetensorsStore.openFile(tinyA.path(c.audio_file_golden)).readFloat32('waveform'),
+    language: c.language ?? undefined,
+    context: c.context || undefined,
+    maxNewTokens: [2, 5, 7][i],
+  }));
+  const run = async (quant: 'int8' | 'int4', stepGraphRows: number) => {
+    const model = await AsrModel.load(tinyA.path('checkpoint'), { device: 'cpu', quant, threads: 2, cacheDir: false, precisions: { stepGraphRows } });
+    try {
+      assert.equal(model.decoder.stepGraphRows, stepGraphRows);
+      return await model.transcribe(reqs, { keepStepLogits: true, ignoreStopTokens: true });
+    } finally {
+      await model.release();
+    }
+  };
+  const int8 = await run('int8', 2);
+  const batchRouted = await run('int4', 2);
+  const stepRouted = await run('int4', 3);
+  let compared = 0;
+  for (let i = 0; i < reqs.length; i++) {
+    assert.deepEqual(int8[i].tokenIds.slice(0, 2), batchRouted[i].tokenIds.slice(0, 2), `${picked[i].case}: the prompt pass and the three-row step as int8`);
+    if (int8[i].tokenIds[0] !== stepRouted[i].tokenIds[0]) continue; // step 1 then follows other tokens
+    const err = relError(batchRouted[i].stepLogits![1], int8[i].stepLogits![1]);
+    assert.ok(err < 1e-4, `${picked[i].case}: three-row step with stepGraphRows 2 against int8's graph: ${err}`);
+    const other = relError(stepRouted[i].stepLogits![1], int8[i].stepLogits![1]);
+    assert.ok(other > 1e-2, `${picked[i].case}: with stepGraphRows 3 the three-row step comes from the 4-bit step graph: ${other}`);
+    compared++;
+  }
+  assert.ok(compared >= 2, `only ${compared} of 3 cases comparable`);
+});
+
+test('step graph rows: 2 with AMX, 3 otherwise (text-decoder.ts stepGraphRowsFor)', () => {
+  assert.equal(stepGraphRowsFor(new Set(['avx2', 'avx512_vnni'])), 3);
+  assert.equal(stepGraphRowsFor(new Set(['avx512_vnni', 'amx_tile', 'amx_int8'])), 2);
+  assert.equal(stepGraphRowsFor(new Set()), 3, 'unknown flags');
+});

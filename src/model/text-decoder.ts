@@ -17,6 +17,7 @@ import { type SafetensorsStore, toFloat32 } from './safetensors.ts';
 import { createSession, type SessionOptions } from './onnx/session.ts';
 import { type LinearOptions } from './onnx/layers.ts';
 import { defaultInt8Kernel, int8Offset } from './onnx/int8-kernel.ts';
+import { thisCpu } from './onnx/cpu-flags.ts';
 import { ROUND } from './quantize.ts';
 
 const NEG = -1e30;
@@ -379,19 +380,31 @@ export interface DecoderLoadOptions extends DecoderGraphOptions {
    */
   batchLinear?: LinearOptions;
   batchHead?: LinearOptions;
+  /** With two graphs: steps of at most this many rows run on the step graph (default: stepGraphRowsFor this CPU). */
+  stepGraphRows?: number;
 }
 
 /**
- * Generation steps of fewer than this many rows run on the step graph (when there is one:
+ * Generation steps of at most this many rows run on the step graph (when there is one:
  * QUANT=int4, whose steps use 4-bit MatMulNBits); every other pass (steps of larger batches,
- * prompts) on the batch graph (W8A8). MatMulNBits costs more with every row while W8A8 is
- * nearly flat: on the seventh session's Intel VM with AMX (int4 steps at 275 positions,
- * step graph vs batch graph, ms, alternating runs) one row took 29.7–30.0 vs 34.1 (0.6B) and
- * 68.6–69.0 vs 75.6–76.4 (1.7B); two rows were even (0.6B 38.7–39.4 vs 38.8–39.9, 1.7B
- * 80.7–82.2 vs 78.7–82.0); three rows favoured the batch graph (0.6B 45.9–46.0 vs 42.7,
- * 1.7B 100.1–101.4 vs 82.3–86.0).
+ * prompts) on the batch graph (W8A8). MatMulNBits costs more with every row; W8A8 costs less
+ * per row the more rows share its weights, and with AMX it is nearly flat in the row count,
+ * so where the two cross depends on the CPU. Step graph against batch graph, int4 steps at
+ * 275 positions, ms, alternating runs in one process:
+ * - AMX (the seventh session's Intel VM): one row 29.7–30.0 vs 34.1 (0.6B) and 68.6–69.0 vs
+ *   75.6–76.4 (1.7B); two rows even (0.6B 38.7–39.4 vs 38.8–39.9, 1.7B 80.7–82.2 vs
+ *   78.7–82.0); three rows for the batch graph (0.6B 45.9–46.0 vs 42.7, 1.7B 100.1–101.4 vs
+ *   82.3–86.0): up to 2 rows.
+ * - AVX-512 VNNI without AMX (the eleventh session's AMD EPYC, Zen 5; medians of 24 steps, 3–5
+ *   runs each): three rows for the step graph (0.6B 32.7–36.3 vs 40.5–42.1, 1.7B 79–94 vs
+ *   93–127); four even (0.6B 42.2–54.2 vs 42.7–46.2, 1.7B 92–95 vs 98–104); six and eight for
+ *   the batch graph (1.7B 122–149 vs 112–115, 157–183 vs 137–140): up to 3 rows. (On the
+ *   ninth session's AVX2 VM the weight products of a 0.6B step alone took 40–49 ms for 3 rows
+ *   as 4-bit MatMulNBits against 49–57 as W8A8.)
  */
-const BATCH_GRAPH_MIN_ROWS = 3;
+export function stepGraphRowsFor(cpuFlags: ReadonlySet<string>): number {
+  return cpuFlags.has('amx_int8') ? 2 : 3;
+}
 
 export class TextDecoder {
   /** Per session, its outputs without `logits` (what a generation step fetches). */
@@ -410,7 +423,14 @@ export class TextDecoder {
     readonly kvCache: KvCacheFormat,
     /** The int8 cache's offset for the graph's integer kernel (KvCache.zeroPoint). */
     private readonly kvZeroPoint: 0 | 128,
+      /** Steps of at most this many rows run on the step graph (when there is a batch graph). */
+    readonly stepGraphRows: number,
   ) {}
+
+  /** Whether steps of small batches have a graph of their own (QUANT=int4). */
+  get twoGraphs(): boolean {
+    return this.batchSession !== undefined;
+  }
 
   static async load(store: SafetensorsStore, cfg: TextDecoderConfig, opts: DecoderLoadOptions, session: SessionOptions): Promise<TextDecoder> {
     const embName = 'thinker.model.embed_tokens.weight';
@@ -428,8 +448,8 @@ export class TextDecoder {
     const twoGraphs = chosenBatch.linear.precision !== chosen.linear.precision || chosenBatch.head.precision !== chosen.head.precision;
     // One integer kernel for every product of the graphs.
     const built = (c: typeof chosen): DecoderGraphOptions => ({ ...c, linear: { ...c.linear, int8Kernel }, head: { ...c.head, int8Kernel }, int8Kernel });
-    // With two graphs the step graph only runs steps (one position per row) of fewer than
-    // BATCH_GRAPH_MIN_ROWS rows, and takes the form made for them.
+    // With two graphs the step graph only runs steps (one position per row) of at most
+    // stepGraphRows rows, and takes the form made for them.
     const derived = { singlePosition: twoGraphs, int8Kernel };
     const sess = await createSession('text_decoder', (g) => buildDecoderGraph(g, store, cfg, { ...built(chosen), singlePosition: twoGraphs }), session, chosen, derived);
     let batch: ort.InferenceSession | undefined;
@@ -437,7 +457,7 @@ export class TextDecoder {
       batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, built(chosenBatch)), session, chosenBatch, { int8Kernel });
     }
     const kvCache = opts.kvCache ?? 'fp32';
-    return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0);
+    return new TextDecoder(cfg, sess, batch, new Uint8Array(store.readRaw(embName)), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows ?? stepGraphRowsFor(thisCpu().flags));
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */
@@ -466,7 +486,7 @@ export class TextDecoder {
     const P = cache.cap;
     // Steps of small batches go to the step graph (when there are two; it takes one position
     // per row and no new-position mask), everything else to the batch graph.
-    const step = !this.batchSession || (S === 1 && B < BATCH_GRAPH_MIN_ROWS);
+    const step = !this.batchSession || (S === 1 && B <= this.stepGraphRows);
     const session = step ? this.session : this.batchSession!;
     const singlePosition = step && this.batchSession !== undefined;
     // Masks per row of the graph's grouped query layout: row g·S + i is position i (g < grp).

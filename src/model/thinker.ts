@@ -9,8 +9,9 @@ import { loadModelConfig, type ModelConfig } from './config.ts';
 import { type WeightPrecision } from './onnx/layers.ts';
 import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 import { type SessionOptions } from './onnx/session.ts';
+import { thisCpu } from './onnx/cpu-flags.ts';
 import { SafetensorsStore } from './safetensors.ts';
-import { TextDecoder, type DecoderLoadOptions, type KvCacheFormat } from './text-decoder.ts';
+import { stepGraphRowsFor, TextDecoder, type DecoderLoadOptions, type KvCacheFormat } from './text-decoder.ts';
 import { QwenTokenizer } from './tokenizer.ts';
 import type { Device, Quantization } from '../pipeline/types.ts';
 
@@ -41,6 +42,12 @@ export interface PartPrecisions {
   kvCache: KvCacheFormat;
   /** The integer kernel W8A8 products and the int8 cache are stored for (onnx/int8-kernel.ts): this CPU's. */
   int8Kernel: Int8Kernel;
+  /**
+   * With two decoder graphs (`decoder` / `head` other than `batch` / `batchHead`): generation
+   * steps of at most this many sequences run on the first, the step graph — this CPU's
+   * (text-decoder.ts stepGraphRowsFor: 2 with AMX, else 3).
+   */
+  stepGraphRows: number;
 }
 
 /**
@@ -56,7 +63,8 @@ export interface PartPrecisions {
  *   6.66–6.78; 1.7B steps from memory at 275 positions, 1 row 77–79 ms vs 84, 3 rows 86–88
  *   vs 113–116), so `int8` is W8A8 throughout and compiles one decoder graph. 4-bit weights exist only as MatMulNBits, which
  *   streams half the bytes: it wins for one row (int4 1.7B 69 ms vs 76 with W8A8), so `int4`
- *   builds a second decoder graph (`decoder`, `head`) for steps of 1–2 sequences, at the cost
+ *   builds a second decoder graph (`decoder`, `head`) for steps of 1–3 sequences (1–2 with AMX,
+ *   whose W8A8 products are nearly flat in the row count; stepGraphRowsFor), at the cost
  *   of a second, 4-bit copy of the decoder weights.
  * - Attention reads the whole KV cache on every step: in fp32, at batch 8 and 800 positions,
  *   1.5 GB — about the bytes of the 1.7B int8 weights, more than twice 0.6B's. The quantised
@@ -64,13 +72,14 @@ export interface PartPrecisions {
  */
 export function precisionsFor(quant: Quantization): PartPrecisions {
   const int8Kernel = defaultInt8Kernel();
+  const stepGraphRows = stepGraphRowsFor(thisCpu().flags);
   switch (quant) {
     case 'none':
-      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32', kvCache: 'fp32', int8Kernel };
+      return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32', kvCache: 'fp32', int8Kernel, stepGraphRows };
     case 'int8':
-      return { encoder: 'w8a8', decoder: 'w8a8', head: 'w8a8', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8', int8Kernel };
+      return { encoder: 'w8a8', decoder: 'w8a8', head: 'w8a8', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8', int8Kernel, stepGraphRows };
     case 'int4':
-      return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8', int8Kernel };
+      return { encoder: 'w8a8', decoder: 'int4', head: 'int4', batch: 'w8a8', batchHead: 'w8a8', kvCache: 'int8', int8Kernel, stepGraphRows };
   }
 }
 
@@ -109,9 +118,12 @@ export async function loadThinker(
   const kernel = precisions.encoder === 'w8a8' || precisions.kvCache === 'int8' ? `, ${precisions.int8Kernel} integer kernel` : '';
   opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}${kernel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const t1 = Date.now();
-  const dec = { ...decoderOptions(config, precisions), int8Kernel: precisions.int8Kernel };
+  const dec = { ...decoderOptions(config, precisions), int8Kernel: precisions.int8Kernel, stepGraphRows: precisions.stepGraphRows };
   const decoder = await TextDecoder.load(store, config.text, dec, session);
-  opts.log?.(`${dir}: text decoder ready (steps ${dec.linear.precision} + head ${dec.head.precision}, batches ${dec.batchLinear?.precision ?? dec.linear.precision} + head ${dec.batchHead?.precision ?? dec.head.precision}, ${dec.kvCache ?? 'fp32'} KV cache) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  const passes = decoder.twoGraphs
+    ? `steps of 1–${decoder.stepGraphRows} sequences ${dec.linear.precision} + head ${dec.head.precision}, other passes ${dec.batchLinear?.precision} + head ${dec.batchHead?.precision}`
+    : `${dec.linear.precision} + head ${dec.head.precision}`;
+  opts.log?.(`${dir}: text decoder ready (${passes}, ${dec.kvCache ?? 'fp32'} KV cache) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   return { config, tokenizer, features, encoder, decoder, precisions };
 }
 

@@ -20,7 +20,7 @@
  * - u8s8: B as int8.
  * - u8u8: B as uint8 = value + 128, with a B zero point of 128.
  */
-import { readFileSync } from 'node:fs';
+import { parseCpuFlags, thisCpu } from './cpu-flags.ts';
 
 export type Int8Kernel = 'u8s8' | 'u8u8';
 
@@ -37,7 +37,7 @@ const EXACT_U8S8_FLAGS = ['avx512_vnni', 'avx_vnni', 'amx_int8'];
  */
 export function int8KernelFor(arch: string, cpuinfo: string | undefined): Int8Kernel {
   if (arch !== 'x64' && arch !== 'ia32') return 'u8s8';
-  const flags = new Set(/^flags\s*:(.*)$/m.exec(cpuinfo ?? '')?.[1].trim().split(/\s+/) ?? []);
+  const flags = parseCpuFlags(cpuinfo);
   return EXACT_U8S8_FLAGS.some((f) => flags.has(f)) ? 'u8s8' : 'u8u8';
 }
 
@@ -53,15 +53,7 @@ export function defaultInt8Kernel(): Int8Kernel {
     if (!(INT8_KERNELS as string[]).includes(env)) throw new Error(`QWEN3_ASR_INT8_KERNEL=${JSON.stringify(env)}: use ${INT8_KERNELS.join(' or ')}`);
     return env as Int8Kernel;
   }
-  if (!detected) {
-    let cpuinfo: string | undefined;
-    try {
-      cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-    } catch {
-      // Not Linux: flags unknown.
-    }
-    detected = int8KernelFor(process.arch, cpuinfo);
-  }
+  detected ??= int8KernelFor(process.arch, thisCpu().cpuinfo);
   return detected;
 }
 
