@@ -8,7 +8,7 @@
  * seventh session's VM reported 480 MB) and measure the cache instead.
  *
  * - one row, W8A8 (QUANT=int8's product everywhere) and 4-bit MatMulNBits (QUANT=int4's for
- *   steps of 1–2 sequences): the floor of a 0.6B batch-1 decode step;
+ *   steps of 1–3 sequences, 1–2 with AMX): the floor of a 0.6B batch-1 decode step;
  * - 3 and 8 rows against 1 (W8A8, as batches decode): how far batch-8 decoding can beat batch
  *   1 at all, even with no attention, no cache and no host work: b8/b1 ≤ 8 / that ratio;
  * - 512 rows (W8A8): the integer rate that prompts and the encoder can reach.

@@ -41,7 +41,7 @@ export interface LinearOptions {
  * int8 uses 128: fastest nearly everywhere, and 8 bits leave accuracy to spare (tiny-a
  * logits within 3% of fp32 either way); since the seventh session QUANT=int8 uses W8A8
  * instead, and 8-bit MatMulNBits remains only for explicit precision overrides.
- * int4 (QUANT=int4's steps of 1–2 sequences) uses 64 since the seventh session: 1.7B steps at
+ * int4 (QUANT=int4's steps of 1–3 sequences, 1–2 with AMX) uses 64 since the seventh session: 1.7B steps at
  * 275 positions took 61.8–65.2 ms against 69.1–70.2 ms with blocks of 32 (alternating runs,
  * the Intel VM with AMX); on tiny-a the one-row logit error against fp32 rose from 0.203 to
  * 0.238 while greedy tokens 2–6 agreed with fp32 in 64 of 90 cases against 56 (random
