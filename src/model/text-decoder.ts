@@ -423,7 +423,7 @@ export class TextDecoder {
     readonly kvCache: KvCacheFormat,
     /** The int8 cache's offset for the graph's integer kernel (KvCache.zeroPoint). */
     private readonly kvZeroPoint: 0 | 128,
-      /** Steps of at most this many rows run on the step graph (when there is a batch graph). */
+    /** Steps of at most this many rows run on the step graph (when there is a batch graph). */
     readonly stepGraphRows: number,
   ) {}
 
@@ -486,9 +486,9 @@ export class TextDecoder {
     const P = cache.cap;
     // Steps of small batches go to the step graph (when there are two; it takes one position
     // per row and no new-position mask), everything else to the batch graph.
-    const step = !this.batchSession || (S === 1 && B <= this.stepGraphRows);
+    const step = !this.twoGraphs || (S === 1 && B <= this.stepGraphRows);
     const session = step ? this.session : this.batchSession!;
-    const singlePosition = step && this.batchSession !== undefined;
+    const singlePosition = step && this.twoGraphs;
     // Masks per row of the graph's grouped query layout: row g·S + i is position i (g < grp).
     const grp = this.cfg.heads / this.cfg.kvHeads;
     const rows = grp * S;
