@@ -133,6 +133,18 @@ function conformance(set: GoldenSet): void {
 
 const tinyA = sets.find((s) => s.name === 'tiny-a')!;
 
+/** tiny-a's cases `picks` as requests (their golden audio, language and context), `budgets[i]` new tokens each. */
+function tinyARequests(picks: readonly number[], budgets: readonly number[]) {
+  const picked = picks.map((i) => tinyA.index.cases[i]);
+  const reqs = picked.map((c, i) => ({
+    samples: SafetensorsStore.openFile(tinyA.path(c.audio_file_golden)).readFloat32('waveform'),
+    language: c.language ?? undefined,
+    context: c.context || undefined,
+    maxNewTokens: budgets[i],
+  }));
+  return { picked, reqs };
+}
+
 // int8 runs every pass on its one (W8A8) graph; int4 steps batches of up to `stepGraphRows`
 // sequences through its one-position step graph (MatMulNBits), larger ones through the batch
 // graph — so int4 is checked with three sequences and stepGraphRows 3 (this CPU's choice
@@ -146,13 +158,7 @@ for (const [quant, picks, budgets] of [
     // graph) and rows leaving must not change any row's numbers. Prompts of different lengths.
     const model = await AsrModel.load(tinyA.path('checkpoint'), { device: 'cpu', quant, threads: 2, cacheDir: false, precisions: { stepGraphRows: 3 } });
     try {
-      const picked = picks.map((i) => tinyA.index.cases[i]);
-      const reqs = picked.map((c, i) => ({
-        samples: SafetensorsStore.openFile(tinyA.path(c.audio_file_golden)).readFloat32('waveform'),
-        language: c.language ?? undefined,
-        context: c.context || undefined,
-        maxNewTokens: budgets[i],
-      }));
+      const { picked, reqs } = tinyARequests(picks, budgets);
       assert.ok(new Set(picked.map((c) => c.audio_id)).size > 1, 'prompts of different lengths');
       const opts = { keepStepLogits: true, ignoreStopTokens: true };
       const together = await model.transcribe(reqs, opts);
@@ -177,13 +183,7 @@ test('int4: steps of more sequences than stepGraphRows run on the batch graph (W
   // Three sequences with budgets 2, 5, 7: step 1 runs all three; later steps two or one. With
   // stepGraphRows 2 that step must come from the W8A8 batch graph — the very numbers of int8's
   // one graph — and with 3 from the 4-bit step graph, whose logits differ from W8A8's by ~0.2.
-  const picked = [0, 5, 11].map((i) => tinyA.index.cases[i]);
-  const reqs = picked.map((c, i) => ({
-    samples: SafetensorsStore.openFile(tinyA.path(c.audio_file_golden)).readFloat32('waveform'),
-    language: c.language ?? undefined,
-    context: c.context || undefined,
-    maxNewTokens: [2, 5, 7][i],
-  }));
+  const { picked, reqs } = tinyARequests([0, 5, 11], [2, 5, 7]);
   const run = async (quant: 'int8' | 'int4', stepGraphRows: number) => {
     const model = await AsrModel.load(tinyA.path('checkpoint'), { device: 'cpu', quant, threads: 2, cacheDir: false, precisions: { stepGraphRows } });
     try {
