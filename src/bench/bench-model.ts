@@ -70,7 +70,7 @@ async function timedGeneration(prompt: { embeds: Float32Array; length: number },
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 /**
  * Batch 1 and batch 8 after one prompt, measured `rounds` times in alternation; each rate from
- * the median round. This VM's neighbours slow it down for seconds to minutes at a time: a
+ * the median of its rounds. This VM's neighbours slow it down for seconds to minutes at a time: a
  * single measurement of each once put 1.7B int4 batch 8 at 9.8 tokens/s (816 ms a step)
  * where runs before and after measured 42-57, and a ratio of two single measurements can
  * land one in a slow period and the other not; alternating rounds share them out.
@@ -89,7 +89,7 @@ async function batchRates(prompt: { embeds: Float32Array; length: number }, roun
   };
 }
 await timedGeneration(whole, 1, 2); // warm-up
-const rounds = Number(values['decode-rounds'] ?? 3);
+const rounds = Math.max(1, Number(values['decode-rounds'] ?? 3) || 1);
 const atWhole = await batchRates(whole, rounds);
 const atSegment = await batchRates(segment, rounds);
 const { b1, b8 } = atWhole;
