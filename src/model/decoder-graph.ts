@@ -232,7 +232,7 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   if (mlpOut) x = g.op('Add', [x, mlpOut]);
   const rows = g.op('Gather', [x, logitRows], { axis: 0 });
   const normed = rmsNorm(g, store, rows, `${PREFIX}.norm.weight`, H, eps);
-  const headW = matrixWeight(store, opts.headWeight, [opts.headRows, H]);
+  const headW = matrixWeight(g, store, opts.headWeight, [opts.headRows, H]);
   g.node('Identity', [linearFromData(g, normed, 'lm_head', headW, opts.headRows, H, undefined, opts.head)], {}, { outputs: ['logits'] });
   g.output('logits', DataType.FLOAT, ['rows', opts.headRows]);
   // ONNX ArgMax returns the first maximal index (select_last_index = 0): ties go to the lowest id.

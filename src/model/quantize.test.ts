@@ -63,7 +63,13 @@ for (const bits of [8, 4] as const) {
       const fromWords = quantizeMatrix({ bf16: words }, N, K, bits, block);
       const fromFloats = quantizeMatrix(asFloat32({ bf16: words }), N, K, bits, block);
       assert.deepEqual(fromWords, fromFloats, `bf16 words, blocks of ${block}`);
+      // Into a reused buffer (onnx/scratch.ts) holding stale bytes: every byte is written.
+      const dirty = new Uint8Array(fromWords.packed.length + 100).fill(0xa5);
+      const reused = quantizeMatrix({ bf16: words }, N, K, bits, block, dirty);
+      assert.equal(reused.packed.buffer, dirty.buffer, 'packed into the given buffer');
+      assert.deepEqual(reused, fromWords, `into a reused buffer, blocks of ${block}`);
     }
+    assert.throws(() => quantizeMatrix(W, N, K, bits, 32, new Uint8Array(10)), /quantizeMatrix: 10 bytes of room/);
   });
 
   // The engine's block sizes (DEFAULT_BLOCK_SIZE: int8 128, int4 64) and 32; K = 80 pads the last block.
@@ -109,6 +115,14 @@ test('per-channel int8 weights: scales and the transposed [k, n] layout, as defi
     const fromWords = quantizePerChannelInt8({ bf16: words }, n, k);
     assert.deepEqual(fromWords.scales, quantizePerChannelInt8(asFloats, n, k).scales, `[${n}, ${k}] bf16 scales`);
     assert.deepEqual(fromWords.weights, quantizePerChannelInt8(asFloats, n, k).weights, `[${n}, ${k}] bf16 weights`);
+    // Into reused buffers (onnx/scratch.ts) holding stale bytes: every value is written.
+    const dirty = new Uint8Array(n * k * 4 + 8).fill(0xa5);
+    const reused = quantizePerChannelInt8({ bf16: words }, n, k, 0, dirty);
+    assert.equal(reused.weights.buffer, dirty.buffer);
+    assert.deepEqual(reused.weights, fromWords.weights, `[${n}, ${k}] into a reused buffer`);
+    const floatsInto = asFloat32({ bf16: words }, dirty);
+    assert.equal(floatsInto.buffer, dirty.buffer);
+    assert.deepEqual(floatsInto, asFloats, `[${n}, ${k}] bf16 upcast into a reused buffer`);
     // Offset for the u8u8 kernel: the same values + 128, as uint8 bytes; the same scales.
     const offset = quantizePerChannelInt8(w, n, k, 128);
     assert.deepEqual(offset.scales, q.scales);

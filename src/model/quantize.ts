@@ -35,10 +35,21 @@ function bf16Values(): Float32Array {
   return bf16Table;
 }
 
-/** Float32 values of a matrix (bf16 words upcast exactly, by safetensors.ts toFloat32). */
-export function asFloat32(w: MatrixValues): Float32Array {
+/**
+ * Float32 values of a matrix (bf16 words upcast exactly, by safetensors.ts toFloat32), into
+ * the start of `into` when given (onnx/scratch.ts), else a fresh array.
+ */
+export function asFloat32(w: MatrixValues, into?: Uint8Array): Float32Array {
   if (w instanceof Float32Array) return w;
-  return toFloat32(new Uint8Array(w.bf16.buffer, w.bf16.byteOffset, w.bf16.byteLength), 'BF16');
+  const out = into ? new Float32Array(into.buffer, into.byteOffset, into.byteLength >> 2) : undefined;
+  return toFloat32(new Uint8Array(w.bf16.buffer, w.bf16.byteOffset, w.bf16.byteLength), 'BF16', 'tensor', out);
+}
+
+/** `length` bytes: the start of `into` (a reused buffer, see onnx/scratch.ts) or fresh ones. */
+function outputBytes(length: number, into: Uint8Array | undefined, what: string): Uint8Array {
+  if (!into) return new Uint8Array(length);
+  if (into.byteLength < length) throw new Error(`${what}: ${into.byteLength} bytes of room for ${length}`);
+  return into.subarray(0, length);
 }
 
 export interface QuantizedMatrix {
@@ -58,9 +69,10 @@ export interface QuantizedMatrix {
 
 /**
  * Block-quantises W [n, k] (see the top of this file). bf16 words are read a row at a time
- * into a float32 scratch row, so no float32 copy of the matrix is made.
+ * into a float32 scratch row, so no float32 copy of the matrix is made. The packed values go
+ * to the start of `into` when given (every byte written), else to a fresh array.
  */
-export function quantizeMatrix(values: MatrixValues, n: number, k: number, bits: QuantBits, blockSize: number): QuantizedMatrix {
+export function quantizeMatrix(values: MatrixValues, n: number, k: number, bits: QuantBits, blockSize: number, into?: Uint8Array): QuantizedMatrix {
   const f32 = values instanceof Float32Array ? values : undefined;
   const words = values instanceof Float32Array ? undefined : values.bf16;
   const count = (f32 ?? words)!.length;
@@ -69,7 +81,7 @@ export function quantizeMatrix(values: MatrixValues, n: number, k: number, bits:
   const scratch = new Float32Array(f32 ? 0 : k);
   const kBlocks = Math.ceil(k / blockSize);
   const blockBytes = (blockSize * bits) / 8;
-  const packed = new Uint8Array(n * kBlocks * blockBytes);
+  const packed = outputBytes(n * kBlocks * blockBytes, into, 'quantizeMatrix');
   const scales = new Float32Array(n * kBlocks);
   const zpStride = Math.ceil(kBlocks / 2);
   const zeroPoints = bits === 4 ? new Uint8Array(n * zpStride) : undefined;
@@ -179,15 +191,17 @@ const TRANSPOSE_TILE = 128;
  * From bf16 words the result is the same, bit for bit, without a float32 copy of the matrix:
  * the row maxima come from the words themselves (a finite bf16's magnitude bits order as its
  * value does) and each value is looked up as it is quantised. The 0.6B embedding (151,936 ×
- * 1024) took 2.1 s this way against 3.0–3.6 s read as float32 and then quantised.
+ * 1024) took 2.1 s this way against 3.0–3.6 s read as float32 and then quantised. The
+ * weights go to the start of `into` when given, else to a fresh array.
  */
-export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, offset: 0 | 128 = 0): { weights: Int8Array; scales: Float32Array } {
+export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, offset: 0 | 128 = 0, into?: Uint8Array): { weights: Int8Array; scales: Float32Array } {
   const f32 = w instanceof Float32Array ? w : undefined;
   const words = w instanceof Float32Array ? undefined : w.bf16;
   const table = bf16Values();
   const count = (f32 ?? words)!.length;
   if (count !== n * k) throw new Error(`quantizePerChannelInt8: ${count} values for [${n}, ${k}]`);
-  const weights = new Int8Array(k * n);
+  const bytes = outputBytes(k * n, into, 'quantizePerChannelInt8');
+  const weights = new Int8Array(bytes.buffer, bytes.byteOffset, k * n); // every value is written below
   const scales = new Float32Array(n);
   const inv = new Float64Array(n);
   for (let row = 0; row < n; row++) {

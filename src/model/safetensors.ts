@@ -101,9 +101,10 @@ function nonFinite(t: TensorInfo, name: string, i: number): SafetensorsError {
 }
 
 /** Copies bf16 / f16 / f32 / f64 raw little-endian bytes into a new Float32Array. */
-export function toFloat32(raw: Uint8Array, dtype: SafeDtype, what = 'tensor'): Float32Array {
+export function toFloat32(raw: Uint8Array, dtype: SafeDtype, what = 'tensor', into?: Float32Array): Float32Array {
   const n = raw.byteLength / DTYPE_BYTES[dtype];
-  const out = new Float32Array(n);
+  if (into && into.length < n) throw new Error(`toFloat32: ${into.length} floats of room for ${n}`);
+  const out = into ? into.subarray(0, n) : new Float32Array(n);
   // Copy into an aligned buffer first: the source may sit at an odd byte offset.
   const aligned = raw.byteOffset % 8 === 0 ? raw : new Uint8Array(raw);
   switch (dtype) {
@@ -113,7 +114,7 @@ export function toFloat32(raw: Uint8Array, dtype: SafeDtype, what = 'tensor'): F
     case 'BF16': {
       // bf16 is the top half of an IEEE float32: an exact upcast is a 16-bit shift.
       const src = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
-      const dst = new Uint32Array(out.buffer);
+      const dst = new Uint32Array(out.buffer, out.byteOffset, n);
       for (let i = 0; i < n; i++) dst[i] = src[i] << 16;
       break;
     }
@@ -226,9 +227,20 @@ export class SafetensorsStore {
     return t;
   }
 
-  readRaw(name: string): Buffer {
+  /**
+   * A tensor's bytes, read into a fresh buffer or, with `into`, into the buffer it returns
+   * for the tensor's byte length (onnx/scratch.ts: weights read into a reused buffer).
+   */
+  readRaw(name: string, into?: (length: number) => Uint8Array): Buffer {
     const t = this.info(name);
-    const buf = Buffer.allocUnsafe(t.byteLength);
+    let buf: Buffer;
+    if (into) {
+      const given = into(t.byteLength);
+      if (given.byteLength < t.byteLength) throw new Error(`readRaw ${name}: a buffer of ${given.byteLength} bytes for ${t.byteLength}`);
+      buf = Buffer.from(given.buffer, given.byteOffset, t.byteLength);
+    } else {
+      buf = Buffer.allocUnsafe(t.byteLength);
+    }
     const fd = openSync(t.file, 'r');
     try {
       let done = 0;
@@ -260,14 +272,14 @@ export class SafetensorsStore {
    * (quantize.ts: int8 weights straight from bf16, no float32 copy); undefined for other
    * dtypes, which readFloat32 reads.
    */
-  readBf16Words(name: string, shape?: number[]): Uint16Array | undefined {
+  readBf16Words(name: string, shape?: number[], into?: (length: number) => Uint8Array): Uint16Array | undefined {
     const t = shape ? this.expectShape(name, shape) : this.info(name);
-    return t.dtype === 'BF16' ? this.readWords16(name, t) : undefined;
+    return t.dtype === 'BF16' ? this.readWords16(name, t, into) : undefined;
   }
 
   /** A 16-bit float tensor's words, aligned, with none of them Inf or NaN (exponent all ones). */
-  private readWords16(name: string, t: TensorInfo): Uint16Array {
-    const raw = this.readRaw(name);
+  private readWords16(name: string, t: TensorInfo, into?: (length: number) => Uint8Array): Uint16Array {
+    const raw = this.readRaw(name, into);
     const words = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength >> 1) : new Uint16Array(new Uint8Array(raw).buffer);
     // A word is Inf or NaN when its exponent bits are all ones. Checked two words at a time
     // through 32-bit reads: a word's exponent bits e ≤ mask, and e + (mask's lowest bit)

@@ -9,6 +9,7 @@ import { loadModelConfig, type ModelConfig } from './config.ts';
 import { type WeightPrecision } from './onnx/layers.ts';
 import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 import { type SessionOptions } from './onnx/session.ts';
+import { Scratch } from './onnx/scratch.ts';
 import { thisCpu } from './onnx/cpu-flags.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { stepGraphRowsFor, TextDecoder, type DecoderLoadOptions, type KvCacheFormat } from './text-decoder.ts';
@@ -111,20 +112,26 @@ export async function loadThinker(
   const features = loadFeatureConfig(dir);
   const store = SafetensorsStore.openDir(dir);
   const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
-  const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files } };
-  const t0 = Date.now();
-  const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder, int8Kernel: precisions.int8Kernel }, session);
-  // Which integer kernel the int8 products use (u8u8 on CPUs without VNNI; onnx/int8-kernel.ts).
-  const kernel = precisions.encoder === 'w8a8' || precisions.kvCache === 'int8' ? `, ${precisions.int8Kernel} integer kernel` : '';
-  opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}${kernel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  const t1 = Date.now();
-  const dec = { ...decoderOptions(config, precisions), int8Kernel: precisions.int8Kernel, stepGraphRows: precisions.stepGraphRows };
-  const decoder = await TextDecoder.load(store, config.text, dec, session);
-  const passes = decoder.twoGraphs
-    ? `steps of 1–${decoder.stepGraphRows} sequences ${dec.linear.precision} + head ${dec.head.precision}, other passes ${dec.batchLinear?.precision} + head ${dec.batchHead?.precision}`
-    : `${dec.linear.precision} + head ${dec.head.precision}`;
-  opts.log?.(`${dir}: text decoder ready (${passes}, ${dec.kvCache ?? 'fp32'} KV cache) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
-  return { config, tokenizer, features, encoder, decoder, precisions };
+  // One set of scratch buffers for every graph this load builds, let go when it is done.
+  const scratch = new Scratch();
+  const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files }, scratch };
+  try {
+    const t0 = Date.now();
+    const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder, int8Kernel: precisions.int8Kernel }, session);
+    // Which integer kernel the int8 products use (u8u8 on CPUs without VNNI; onnx/int8-kernel.ts).
+    const kernel = precisions.encoder === 'w8a8' || precisions.kvCache === 'int8' ? `, ${precisions.int8Kernel} integer kernel` : '';
+    opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}${kernel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const t1 = Date.now();
+    const dec = { ...decoderOptions(config, precisions), int8Kernel: precisions.int8Kernel, stepGraphRows: precisions.stepGraphRows };
+    const decoder = await TextDecoder.load(store, config.text, dec, session);
+    const passes = decoder.twoGraphs
+      ? `steps of 1–${decoder.stepGraphRows} sequences ${dec.linear.precision} + head ${dec.head.precision}, other passes ${dec.batchLinear?.precision} + head ${dec.batchHead?.precision}`
+      : `${dec.linear.precision} + head ${dec.head.precision}`;
+    opts.log?.(`${dir}: text decoder ready (${passes}, ${dec.kvCache ?? 'fp32'} KV cache) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+    return { config, tokenizer, features, encoder, decoder, precisions };
+  } finally {
+    scratch.release();
+  }
 }
 
 /** Base of the ASR model and the forced aligner: the loaded parts and their release. */

@@ -9,6 +9,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { ProtoWriter } from './protobuf.ts';
+import { Scratch } from './scratch.ts';
 
 export const enum DataType {
   FLOAT = 1,
@@ -102,6 +103,8 @@ export class GraphBuilder {
   constructor(
     readonly graphName: string,
     private external?: ExternalDataFile,
+    /** Buffers the weights of this graph pass through on their way in (scratch.ts). */
+    readonly scratch: Scratch = new Scratch(),
   ) {}
 
   /** A fresh, unique value name with a readable prefix. */

@@ -58,10 +58,12 @@ export function weight(store: SafetensorsStore, name: string, shape: number[]): 
 
 /**
  * Reads a weight matrix for linearFromData: a bf16 tensor as its raw words (the quantisers
- * read them without a float32 copy; fp32 Gemm converts them), any other as float32.
+ * read them without a float32 copy; fp32 Gemm converts them), any other as float32. The
+ * words are read into the graph's "weight" scratch buffer (onnx/scratch.ts): they stay valid
+ * until the next matrixWeight of the same graph, so each is consumed before the next is read.
  */
-export function matrixWeight(store: SafetensorsStore, name: string, shape: number[]): MatrixValues {
-  const words = store.readBf16Words(name, shape);
+export function matrixWeight(g: GraphBuilder, store: SafetensorsStore, name: string, shape: number[]): MatrixValues {
+  const words = store.readBf16Words(name, shape, g.scratch.slot('weight'));
   return words ? { bf16: words } : store.readFloat32(name, shape);
 }
 
@@ -82,7 +84,7 @@ export function linearFromData(
   opts: LinearOptions,
 ): string {
   if (opts.precision === 'fp32') {
-    const wName = g.initializer(`${name}.weight`, asFloat32(w), [n, k]);
+    const wName = g.initializer(`${name}.weight`, asFloat32(w, g.scratch.bytes('float32', n * k * 4)), [n, k]);
     const inputs = [x, wName];
     if (bias) inputs.push(g.initializer(`${name}.bias`, bias, [n]));
     return g.op('Gemm', inputs, { transB: 1 });
@@ -91,8 +93,8 @@ export function linearFromData(
   const bits: QuantBits = opts.precision === 'int8' ? 8 : 4;
   // Never wider than the (power-of-two-rounded) input: tiny test models have K = 64.
   const blockSize = Math.min(opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision], Math.max(16, 2 ** Math.ceil(Math.log2(k))));
-  const q = quantizeMatrix(w, n, k, bits, blockSize);
   const kBlocks = Math.ceil(k / blockSize);
+  const q = quantizeMatrix(w, n, k, bits, blockSize, g.scratch.bytes('quantized', (n * kBlocks * blockSize * bits) / 8));
   const inputs = [
     x,
     g.initializer(`${name}.qweight`, q.packed, [n, kBlocks, (blockSize * bits) / 8], DataType.UINT8),
@@ -144,7 +146,7 @@ export function quantizeActivations(g: GraphBuilder, x: string, k: number, known
 export function w8a8Product(g: GraphBuilder, a: { xq: string; rowScale: string }, name: string, w: MatrixValues, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
   const offset = int8Offset(kernel);
   const unsigned = offset !== 0;
-  const q = quantizePerChannelInt8(w, n, k, offset);
+  const q = quantizePerChannelInt8(w, n, k, offset, g.scratch.bytes('quantized', n * k));
   const inputs = [
     a.xq,
     g.initializer(`${name}.qweight_kn`, unsigned ? new Uint8Array(q.weights.buffer, q.weights.byteOffset, q.weights.length) : q.weights, [k, n], unsigned ? DataType.UINT8 : DataType.INT8),
@@ -180,7 +182,7 @@ export function linear(
   hasBias: boolean,
   opts: LinearOptions,
 ): string {
-  const w = matrixWeight(store, `${prefix}.weight`, [n, k]);
+  const w = matrixWeight(g, store, `${prefix}.weight`, [n, k]);
   const b = hasBias ? weight(store, `${prefix}.bias`, [n]) : undefined;
   return linearFromData(g, x, prefix, w, n, k, b, opts);
 }
@@ -207,21 +209,30 @@ export function linearGroup(
   opts: LinearOptions,
   name: string,
 ): string[] {
-  const weights = prefixes.map((prefix, i) => matrixWeight(store, `${prefix}.weight`, [ns[i], k]));
+  const names = prefixes.map((prefix) => `${prefix}.weight`);
+  names.forEach((n, i) => store.expectShape(n, [ns[i], k])); // every weight checked before any is read
   const biases = prefixes.map((prefix, i) => (hasBias ? weight(store, `${prefix}.bias`, [ns[i]]) : undefined));
   if (opts.precision === 'w8a8') {
     const a = quantizeActivations(g, x, k);
-    return prefixes.map((prefix, i) => w8a8Product(g, a, prefix, weights[i], ns[i], k, biases[i], opts.int8Kernel ?? defaultInt8Kernel()));
+    // Each weight is read when its product is built (matrixWeight's buffer is reused).
+    return prefixes.map((prefix, i) => w8a8Product(g, a, prefix, matrixWeight(g, store, names[i], [ns[i], k]), ns[i], k, biases[i], opts.int8Kernel ?? defaultInt8Kernel()));
   }
   const total = ns.reduce((a, b) => a + b, 0);
-  const w = new Float32Array(total * k);
   const b = hasBias ? new Float32Array(total) : undefined;
   let row = 0;
-  prefixes.forEach((_, i) => {
-    w.set(asFloat32(weights[i]), row * k);
-    b?.set(biases[i]!, row);
-    row += ns[i];
-  });
+  const offsets = ns.map((n) => ((row += n) - n) * k);
+  prefixes.forEach((_, i) => b?.set(biases[i]!, offsets[i] / k));
+  let w: MatrixValues;
+  if (names.every((n) => store.info(n).dtype === 'BF16')) {
+    // bf16 words stacked as they are read, each straight into its place: the quantisers read
+    // words, so no float32 copy of the stack is made.
+    const stack = g.scratch.bytes('stacked', total * k * 2);
+    names.forEach((n, i) => store.readBf16Words(n, [ns[i], k], () => stack.subarray(offsets[i] * 2)));
+    w = { bf16: new Uint16Array(stack.buffer, stack.byteOffset, total * k) };
+  } else {
+    w = new Float32Array(total * k);
+    for (let i = 0; i < names.length; i++) w.set(asFloat32(matrixWeight(g, store, names[i], [ns[i], k])), offsets[i]);
+  }
   const y = linearFromData(g, x, name, w, total, k, b, opts);
   return g.node('Split', [y, g.constInt64(ns)], { axis: -1 }, { outputs: ns.length });
 }

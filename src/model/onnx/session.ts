@@ -23,6 +23,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { ExternalDataFile, GraphBuilder } from './graph.ts';
+import type { Scratch } from './scratch.ts';
 import type { Device } from '../../pipeline/types.ts';
 
 export interface SessionOptions {
@@ -33,6 +34,8 @@ export interface SessionOptions {
   cacheDir?: string | false;
   /** The checkpoint the graphs are built from (folder and weight files): the cache key's source. */
   cacheSource?: { dir: string; files: string[] };
+  /** Buffers shared by the graphs built in one load (scratch.ts); the caller releases them after. */
+  scratch?: Scratch;
 }
 
 export class DeviceError extends Error {
@@ -157,9 +160,9 @@ async function openSession(name: string, modelPath: string, opts: SessionOptions
   }
 }
 
-function writeModel(dir: string, name: string, build: (g: GraphBuilder) => void): string {
+function writeModel(dir: string, name: string, build: (g: GraphBuilder) => void, scratch?: Scratch): string {
   const ext = new ExternalDataFile(join(dir, `${name}.weights`));
-  const g = new GraphBuilder(name, ext);
+  const g = new GraphBuilder(name, ext, scratch);
   try {
     build(g);
   } finally {
@@ -209,7 +212,7 @@ export async function createSession(
     const tmp = `${dir}.partial-${process.pid}-${Date.now()}`;
     mkdirSync(tmp, { recursive: true });
     try {
-      writeModel(tmp, name, build);
+      writeModel(tmp, name, build, opts.scratch);
       writeFileSync(join(tmp, 'slot'), slot);
       writeFileSync(join(tmp, 'complete'), new Date().toISOString());
       rmSync(dir, { recursive: true, force: true });
@@ -224,7 +227,7 @@ export async function createSession(
   const dir = join(tmpdir(), `qwen3-asr-${name}-${process.pid}-${Date.now()}`);
   mkdirSync(dir, { recursive: true });
   try {
-    return await openSession(name, writeModel(dir, name, build), opts);
+    return await openSession(name, writeModel(dir, name, build, opts.scratch), opts);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
