@@ -33,7 +33,7 @@ Transcribe options:
   --max-new-tokens N     cap on generated tokens per segment (default: grows with duration)
   --quant Q              none | int8 | int4 (default: $QUANT or int8)
   --device D             cpu | cuda | cuda:N (default: $DEVICE or cpu)
-  --threads N            ONNX Runtime threads (default: $THREADS or one per core)
+  --threads N            ONNX Runtime threads (default: $THREADS or one per physical core)
   --batch-size N         segments decoded together (default: $MAX_INFERENCE_BATCH_SIZE or 16)
   --segment-seconds N    longest segment (default: $SEGMENT_SECONDS or 20; 180 at most with --timestamps)
   --timestamps           word timestamps with the forced aligner

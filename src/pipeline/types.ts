@@ -90,7 +90,7 @@ export interface TranscriberConfig {
   aligner?: string;
   device: Device;
   quant: Quantization;
-  /** ONNX Runtime intra-op threads (0 = let ORT choose). */
+  /** ONNX Runtime intra-op threads (0 = one per physical core, model/onnx/cpu-threads.ts). */
   threads: number;
   /** Segments decoded together as one batch. */
   maxBatchSize: number;

@@ -16,7 +16,7 @@
  * | DEVICE | cpu | cpu, cuda or cuda:N. The original defaulted to cuda:0; our engine is CPU-first, so cpu is the default and CUDA is opt-in |
  * | DTYPE | bfloat16 | bfloat16, float16 or float32; accepted for compatibility only: the ONNX engine computes in float32 from the checkpoint's bf16 weights whatever the value. Use QUANT for smaller, faster weights |
  * | QUANT | int8 | none (fp32), int8 or int4 weights (README "Precision and the default" gives the measurements behind int8) |
- * | THREADS | 0 | ONNX Runtime intra-op threads (0 = let ONNX Runtime choose) |
+ * | THREADS | 0 | ONNX Runtime intra-op threads (0 = one per physical core) |
  * | MAX_INFERENCE_BATCH_SIZE | 16 | segments decoded together; -1 = no limit (as in the original). Each sequence's KV cache takes 0.06 MB per token in int8, 0.23 MB in fp32 (≈20 / 80 MB for a 20 s segment) |
  * | SEGMENT_SECONDS | 20 | longest piece audio is cut into, at quiet points (10–1200; 180 at most with timestamps) |
  * | MAX_NEW_TOKENS | (unset) | cap on generated tokens per segment. The original's 256 per 20-minute chunk silently truncated long files; our segments are short and the budget grows with their duration, so unset means "no fixed cap" |

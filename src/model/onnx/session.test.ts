@@ -6,7 +6,8 @@ import { join, relative as relativePath } from 'node:path';
 import { after, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { DataType, type GraphBuilder } from './graph.ts';
-import { createSession } from './session.ts';
+import { defaultThreadCount } from './cpu-threads.ts';
+import { createSession, sessionOptions } from './session.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'qwen3-asr-cache-test-'));
 const cacheDir = join(root, 'cache');
@@ -86,4 +87,11 @@ test('without a cache the temporary build folder is removed', async () => {
   const before = readdirSync(tmpdir()).filter((d) => d.startsWith('qwen3-asr-t-')).length;
   assert.deepEqual(await run(await createSession('t', scaleGraph(4), { device: 'cpu', threads: 1, cacheDir: false }, {})), [4, 8]);
   assert.equal(readdirSync(tmpdir()).filter((d) => d.startsWith('qwen3-asr-t-')).length, before);
+});
+
+test('sessions run on one thread per physical core unless a count is asked for', () => {
+  // ONNX Runtime's own default (0) counted one core on the 2-vCPU VMs: never left to it.
+  assert.equal(sessionOptions('x', { device: 'cpu', threads: 0 }).intraOpNumThreads, defaultThreadCount());
+  assert.equal(sessionOptions('x', { device: 'cpu', threads: 3 }).intraOpNumThreads, 3);
+  assert.equal(sessionOptions('x', { device: 'cpu', threads: 0 }).interOpNumThreads, 1);
 });

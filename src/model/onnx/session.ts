@@ -22,13 +22,14 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
+import { defaultThreadCount } from './cpu-threads.ts';
 import { ExternalDataFile, GraphBuilder } from './graph.ts';
 import type { Scratch } from './scratch.ts';
 import type { Device } from '../../pipeline/types.ts';
 
 export interface SessionOptions {
   device: Device;
-  /** Intra-op threads; 0 lets ONNX Runtime use one per physical core. */
+  /** Intra-op threads; 0: one per physical core (cpu-threads.ts). */
   threads: number;
   /** Overrides the cache folder; `false` disables caching. */
   cacheDir?: string | false;
@@ -123,7 +124,7 @@ function processAlive(pid: number): boolean {
   }
 }
 
-function sessionOptions(name: string, opts: SessionOptions): ort.InferenceSession.SessionOptions {
+export function sessionOptions(name: string, opts: SessionOptions): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: executionProviders(opts.device),
     graphOptimizationLevel: 'all',
@@ -136,7 +137,7 @@ function sessionOptions(name: string, opts: SessionOptions): ort.InferenceSessio
     // without. Values below 1.2e-38 have no measurable effect on any output.
     extra: { session: { set_denormal_as_zero: '1' } },
   };
-  if (opts.threads > 0) options.intraOpNumThreads = opts.threads;
+  options.intraOpNumThreads = opts.threads > 0 ? opts.threads : defaultThreadCount();
   // Developer aid: QWEN3_ASR_ORT_PROFILE=prefix writes ONNX Runtime's per-op profile JSON.
   if (process.env.QWEN3_ASR_ORT_PROFILE) {
     options.enableProfiling = true;
