@@ -147,8 +147,8 @@ function tinyARequests(picks: readonly number[], budgets: readonly number[]) {
 
 // int8 runs every pass on its one (W8A8) graph; int4 steps batches of up to `stepGraphRows`
 // sequences through its one-position step graph (MatMulNBits), larger ones through the batch
-// graph — so int4 is checked with three sequences and stepGraphRows 3 (this CPU's choice
-// without AMX), which stay on the step graph as the shorter ones leave.
+// graph — so int4 is checked with three sequences and stepGraphRows 3, which stay on the
+// step graph as the shorter ones leave.
 for (const [quant, picks, budgets] of [
   ['int8', [0, 5, 11], [2, 5, 7]],
   ['int4', [0, 5, 11], [2, 5, 7]],
@@ -209,8 +209,10 @@ test('int4: steps of more sequences than stepGraphRows run on the batch graph (W
   assert.ok(compared >= 2, `only ${compared} of 3 cases comparable`);
 });
 
-test('step graph rows: 2 with AMX, 3 otherwise (text-decoder.ts stepGraphRowsFor)', () => {
-  assert.equal(stepGraphRowsFor(new Set(['avx2', 'avx512_vnni'])), 3);
-  assert.equal(stepGraphRowsFor(new Set(['avx512_vnni', 'amx_tile', 'amx_int8'])), 2);
-  assert.equal(stepGraphRowsFor(new Set()), 3, 'unknown flags');
+test('step graph rows: 2 with AMX; otherwise 3 on one thread, 6 on more (text-decoder.ts stepGraphRowsFor)', () => {
+  assert.equal(stepGraphRowsFor(new Set(['avx2', 'avx512_vnni']), 1), 3);
+  assert.equal(stepGraphRowsFor(new Set(['avx2', 'avx512_vnni']), 2), 6);
+  assert.equal(stepGraphRowsFor(new Set(['avx512_vnni', 'amx_tile', 'amx_int8']), 1), 2);
+  assert.equal(stepGraphRowsFor(new Set(['avx512_vnni', 'amx_tile', 'amx_int8']), 4), 2);
+  assert.equal(stepGraphRowsFor(new Set(), 1), 3, 'unknown flags');
 });

@@ -18,6 +18,7 @@ import { createSession, type SessionOptions } from './onnx/session.ts';
 import { type LinearOptions } from './onnx/layers.ts';
 import { defaultInt8Kernel, int8Offset } from './onnx/int8-kernel.ts';
 import { thisCpu } from './onnx/cpu-flags.ts';
+import { defaultThreadCount } from './onnx/cpu-threads.ts';
 import { ROUND } from './quantize.ts';
 
 const NEG = -1e30;
@@ -395,15 +396,24 @@ export interface DecoderLoadOptions extends DecoderGraphOptions {
  *   75.6–76.4 (1.7B); two rows even (0.6B 38.7–39.4 vs 38.8–39.9, 1.7B 80.7–82.2 vs
  *   78.7–82.0); three rows for the batch graph (0.6B 45.9–46.0 vs 42.7, 1.7B 100.1–101.4 vs
  *   82.3–86.0): up to 2 rows.
- * - AVX-512 VNNI without AMX (the eleventh session's AMD EPYC, Zen 5; medians of 24 steps, 3–5
- *   runs each): three rows for the step graph (0.6B 32.7–36.3 vs 40.5–42.1, 1.7B 79–94 vs
- *   93–127); four even (0.6B 42.2–54.2 vs 42.7–46.2, 1.7B 92–95 vs 98–104); six and eight for
- *   the batch graph (1.7B 122–149 vs 112–115, 157–183 vs 137–140): up to 3 rows. (On the
- *   ninth session's AVX2 VM the weight products of a 0.6B step alone took 40–49 ms for 3 rows
- *   as 4-bit MatMulNBits against 49–57 as W8A8.)
+ * - AVX-512 VNNI without AMX (the AMD EPYC Zen 5 VM), one thread (eleventh session; medians
+ *   of 24 steps, 3–5 runs each): three rows for the step graph (0.6B 32.7–36.3 vs 40.5–42.1,
+ *   1.7B 79–94 vs 93–127); four even (0.6B 42.2–54.2 vs 42.7–46.2, 1.7B 92–95 vs 98–104); six
+ *   and eight for the batch graph (1.7B 122–149 vs 112–115, 157–183 vs 137–140): up to 3 rows.
+ *   (On the ninth session's AVX2 VM the weight products of a 0.6B step alone took 40–49 ms
+ *   for 3 rows as 4-bit MatMulNBits against 49–57 as W8A8.)
+ * - The same VM on two threads (fourteenth session; medians of 24 steps, three alternating
+ *   rounds): MatMulNBits gains more from the second core than W8A8. 0.6B: 1 row 17.5–20.1 vs
+ *   25.1–28.4, 3 rows 26.9–32.1 vs 34.5–43.5, 5 rows 35.0–38.1 vs 38.9–39.4, 6 even
+ *   (46.9–50.9 vs 49.0–54.1), 8 for the batch graph (48.8–50.7 vs 46.3–46.5); 1.7B: 1 row
+ *   31.9–33.4 vs 48.5–53.3, 3 rows 47.4–50.0 vs 70.8–73.6, 5 rows 66.3–68.9 vs 81.6–93.7, 6 rows
+ *   84.7–93.0 vs 95.4–98.7, 8 for the batch graph (96.8–104.4 vs 88.3–92.8): up to 6 rows.
+ * The AMX figures are one-thread figures too (ONNX Runtime's default then); more threads were
+ * not measured there.
  */
-export function stepGraphRowsFor(cpuFlags: ReadonlySet<string>): number {
-  return cpuFlags.has('amx_int8') ? 2 : 3;
+export function stepGraphRowsFor(cpuFlags: ReadonlySet<string>, threads: number): number {
+  if (cpuFlags.has('amx_int8')) return 2;
+  return threads >= 2 ? 6 : 3;
 }
 
 export class TextDecoder {
@@ -461,7 +471,7 @@ export class TextDecoder {
     // 2.7 s of page faults on the twelfth session's VM, and doubled the table's memory until
     // the read buffer was collected).
     const embRaw = store.readRaw(embName);
-    return new TextDecoder(cfg, sess, batch, new Uint8Array(embRaw.buffer, embRaw.byteOffset, embRaw.byteLength), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows ?? stepGraphRowsFor(thisCpu().flags));
+    return new TextDecoder(cfg, sess, batch, new Uint8Array(embRaw.buffer, embRaw.byteOffset, embRaw.byteLength), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows ?? stepGraphRowsFor(thisCpu().flags, session.threads || defaultThreadCount()));
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */

@@ -11,6 +11,7 @@ import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 import { type SessionOptions } from './onnx/session.ts';
 import { Scratch } from './onnx/scratch.ts';
 import { thisCpu } from './onnx/cpu-flags.ts';
+import { defaultThreadCount } from './onnx/cpu-threads.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { stepGraphRowsFor, TextDecoder, type DecoderLoadOptions, type KvCacheFormat } from './text-decoder.ts';
 import { QwenTokenizer } from './tokenizer.ts';
@@ -45,8 +46,9 @@ export interface PartPrecisions {
   int8Kernel: Int8Kernel;
   /**
    * With two decoder graphs (`decoder` / `head` other than `batch` / `batchHead`): generation
-   * steps of at most this many sequences run on the first, the step graph — this CPU's
-   * (text-decoder.ts stepGraphRowsFor: 2 with AMX, else 3).
+   * steps of at most this many sequences run on the first, the step graph — this CPU's and
+   * thread count's (text-decoder.ts stepGraphRowsFor: 2 with AMX, else 3 on one thread and 6
+   * on more).
    */
   stepGraphRows: number;
 }
@@ -64,16 +66,17 @@ export interface PartPrecisions {
  *   6.66–6.78; 1.7B steps from memory at 275 positions, 1 row 77–79 ms vs 84, 3 rows 86–88
  *   vs 113–116), so `int8` is W8A8 throughout and compiles one decoder graph. 4-bit weights exist only as MatMulNBits, which
  *   streams half the bytes: it wins for one row (int4 1.7B 69 ms vs 76 with W8A8), so `int4`
- *   builds a second decoder graph (`decoder`, `head`) for steps of 1–3 sequences (1–2 with AMX,
- *   whose W8A8 products are nearly flat in the row count; stepGraphRowsFor), at the cost
+ *   builds a second decoder graph (`decoder`, `head`) for steps of 1–6 sequences (1–3 on one
+ *   thread, 1–2 with AMX, whose W8A8 products are nearly flat in the row count;
+ *   stepGraphRowsFor), at the cost
  *   of a second, 4-bit copy of the decoder weights.
  * - Attention reads the whole KV cache on every step: in fp32, at batch 8 and 800 positions,
  *   1.5 GB — about the bytes of the 1.7B int8 weights, more than twice 0.6B's. The quantised
  *   settings keep it in int8 with a scale per position and head.
  */
-export function precisionsFor(quant: Quantization): PartPrecisions {
+export function precisionsFor(quant: Quantization, threads = defaultThreadCount()): PartPrecisions {
   const int8Kernel = defaultInt8Kernel();
-  const stepGraphRows = stepGraphRowsFor(thisCpu().flags);
+  const stepGraphRows = stepGraphRowsFor(thisCpu().flags, threads);
   switch (quant) {
     case 'none':
       return { encoder: 'fp32', decoder: 'fp32', head: 'fp32', batch: 'fp32', batchHead: 'fp32', kvCache: 'fp32', int8Kernel, stepGraphRows };
@@ -111,7 +114,7 @@ export async function loadThinker(
   const tokenizer = QwenTokenizer.load(dir);
   const features = loadFeatureConfig(dir);
   const store = SafetensorsStore.openDir(dir);
-  const precisions = { ...precisionsFor(opts.quant), ...opts.precisions };
+  const precisions = { ...precisionsFor(opts.quant, opts.threads || defaultThreadCount()), ...opts.precisions };
   // One set of scratch buffers for every graph this load builds, let go when it is done.
   const scratch = new Scratch();
   const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files }, scratch };
