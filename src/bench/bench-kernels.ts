@@ -20,7 +20,7 @@ import ort from 'onnxruntime-node';
 import { parseModelConfig } from '../model/config.ts';
 import { DataType, GraphBuilder } from '../model/onnx/graph.ts';
 import { linearFromData, type WeightPrecision } from '../model/onnx/layers.ts';
-import { defaultThreadCount } from '../model/onnx/cpu-threads.ts';
+import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
 import { defaultInt8Kernel } from '../model/onnx/int8-kernel.ts';
 import { referenceConfig } from '../tools/random-checkpoint.ts';
 
@@ -67,7 +67,7 @@ async function decoderProducts(precision: WeightPrecision): Promise<ort.Inferenc
   const logits = product(x, 'head', [text.vocabSize, H]);
   g.node('ReduceMax', [logits, g.constInt64([1])], { keepdims: 1 }, { outputs: ['y'] });
   g.output('y', DataType.FLOAT, ['rows', 1]);
-  const threads = Number(values.threads) || defaultThreadCount(); // as the engine's sessions
+  const threads = intraOpThreads(Number(values.threads)); // as the engine's sessions
   return ort.InferenceSession.create(g.toBytes(), { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
 }
 

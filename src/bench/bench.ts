@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultThreadCount } from '../model/onnx/cpu-threads.ts';
+import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
 import { AUDIO_DIR, REPO_ROOT } from '../testing/shared.ts';
 
 const { values } = parseArgs({
@@ -31,7 +31,7 @@ const { values } = parseArgs({
 
 const AUDIO = join(AUDIO_DIR, 'notld', '60s_i_dont_want_anyones_life_on_my_hands.wav');
 /** ONNX Runtime intra-op threads of every measurement (--threads, or the engine's default). */
-const threads = Number(values.threads) || defaultThreadCount();
+const threads = intraOpThreads(Number(values.threads));
 const tsx = ['--import', 'tsx'];
 
 function checkpoint(size: string): string {

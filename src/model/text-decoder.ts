@@ -18,7 +18,7 @@ import { createSession, type SessionOptions } from './onnx/session.ts';
 import { type LinearOptions } from './onnx/layers.ts';
 import { defaultInt8Kernel, int8Offset } from './onnx/int8-kernel.ts';
 import { thisCpu } from './onnx/cpu-flags.ts';
-import { defaultThreadCount } from './onnx/cpu-threads.ts';
+import { intraOpThreads } from './onnx/cpu-threads.ts';
 import { ROUND } from './quantize.ts';
 
 const NEG = -1e30;
@@ -471,7 +471,7 @@ export class TextDecoder {
     // 2.7 s of page faults on the twelfth session's VM, and doubled the table's memory until
     // the read buffer was collected).
     const embRaw = store.readRaw(embName);
-    return new TextDecoder(cfg, sess, batch, new Uint8Array(embRaw.buffer, embRaw.byteOffset, embRaw.byteLength), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows ?? stepGraphRowsFor(thisCpu().flags, session.threads || defaultThreadCount()));
+    return new TextDecoder(cfg, sess, batch, new Uint8Array(embRaw.buffer, embRaw.byteOffset, embRaw.byteLength), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows ?? stepGraphRowsFor(thisCpu().flags, intraOpThreads(session.threads)));
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */

@@ -11,7 +11,7 @@ import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 import { type SessionOptions } from './onnx/session.ts';
 import { Scratch } from './onnx/scratch.ts';
 import { thisCpu } from './onnx/cpu-flags.ts';
-import { defaultThreadCount } from './onnx/cpu-threads.ts';
+import { intraOpThreads } from './onnx/cpu-threads.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { stepGraphRowsFor, TextDecoder, type DecoderLoadOptions, type KvCacheFormat } from './text-decoder.ts';
 import { QwenTokenizer } from './tokenizer.ts';
@@ -74,7 +74,7 @@ export interface PartPrecisions {
  *   1.5 GB — about the bytes of the 1.7B int8 weights, more than twice 0.6B's. The quantised
  *   settings keep it in int8 with a scale per position and head.
  */
-export function precisionsFor(quant: Quantization, threads = defaultThreadCount()): PartPrecisions {
+export function precisionsFor(quant: Quantization, threads = intraOpThreads(0)): PartPrecisions {
   const int8Kernel = defaultInt8Kernel();
   const stepGraphRows = stepGraphRowsFor(thisCpu().flags, threads);
   switch (quant) {
@@ -114,7 +114,7 @@ export async function loadThinker(
   const tokenizer = QwenTokenizer.load(dir);
   const features = loadFeatureConfig(dir);
   const store = SafetensorsStore.openDir(dir);
-  const precisions = { ...precisionsFor(opts.quant, opts.threads || defaultThreadCount()), ...opts.precisions };
+  const precisions = { ...precisionsFor(opts.quant, intraOpThreads(opts.threads)), ...opts.precisions };
   // One set of scratch buffers for every graph this load builds, let go when it is done.
   const scratch = new Scratch();
   const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files }, scratch };

@@ -3,7 +3,7 @@
  * variable), starts loading the model in the background, and listens at once: /health says
  * "loading" until the model is ready, "unhealthy" (503) if loading failed.
  */
-import { defaultThreadCount } from '../model/onnx/cpu-threads.ts';
+import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import { buildApp } from './app.ts';
 import { EnvConfigError, parseEnvConfig, toTranscriberConfig, type ServerConfig } from './env-config.ts';
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
       model: config.modelName,
       device: config.device,
       quant: config.quant,
-      threads: config.threads || defaultThreadCount(),
+      threads: intraOpThreads(config.threads),
       forced_aligner: config.forcedAligner ?? 'off',
       max_upload_mb: Math.round((config.maxUploadBytes / 1024 / 1024) * 100) / 100,
       max_queue: config.maxQueue,

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
-import { countThreads, defaultThreadCount, parseCpuList, parseCpuQuota, thisTopology } from './cpu-threads.ts';
+import { countThreads, defaultThreadCount, intraOpThreads, parseCpuList, parseCpuQuota, thisTopology } from './cpu-threads.ts';
 
 test('cpu threads: Linux CPU lists', () => {
   assert.deepEqual(parseCpuList('0-3,8,10-11\n'), [0, 1, 2, 3, 8, 10, 11]);
@@ -42,4 +42,6 @@ test('cpu threads: this machine counts between one and its logical CPUs', () => 
   assert.equal(n, countThreads(thisTopology()));
   assert.ok(n >= 1 && n <= availableParallelism(), `${n} threads for ${availableParallelism()} CPUs`);
   if (process.platform === 'linux') assert.ok(thisTopology().allowed?.length, 'Linux lists the allowed CPUs');
+  assert.equal(intraOpThreads(0), n);
+  assert.equal(intraOpThreads(5), 5, 'a count asked for is kept, even above the cores');
 });

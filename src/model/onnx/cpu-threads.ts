@@ -7,9 +7,10 @@
  * microsoft/onnxruntime#13974), so on the 2-vCPU VMs this project is measured on, two cores
  * without hyperthreads, every session ran on one thread while the other core sat idle (user
  * time equal to wall time through a whole transcription). Counted here from what Linux
- * reports, on the AMD Zen 5 VM: the weight products of one 0.6B decoder step took 14.5 ms a
- * row on two threads against 26 ms, 512 rows ran at ~1,000 GOP/s against ~600, and the 60 s
- * recording went through the 0.6B int8 pipeline in 5.6–5.8 s against 8.2–8.4 s.
+ * reports, on the AMD Zen 5 VM: the weight products of one 0.6B decoder step took 16.6–17.0 ms
+ * a row on two threads against 24.1–26.2 ms on one, 512 rows ran at 973–984 GOP/s against
+ * 580–625 (bench runs of the same two days), and the 60 s recording went through the 0.6B
+ * int8 pipeline in 5.6–5.8 s against 8.2–8.4 s (one process each, one after the other).
  *
  * Physical cores, not logical CPUs, as ONNX Runtime means to count: two hyperthreads share one
  * core's vector units and its memory bandwidth, which is what these products are bound by. A CPU
@@ -105,4 +106,9 @@ let cached: number | undefined;
 export function defaultThreadCount(): number {
   cached ??= countThreads(thisTopology());
   return cached;
+}
+
+/** The threads a session runs with: the count asked for, or (0) defaultThreadCount(). */
+export function intraOpThreads(asked: number): number {
+  return asked > 0 ? asked : defaultThreadCount();
 }

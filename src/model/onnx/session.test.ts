@@ -90,7 +90,7 @@ test('without a cache the temporary build folder is removed', async () => {
 });
 
 test('sessions run on one thread per physical core unless a count is asked for', () => {
-  // ONNX Runtime's own default (0) counted one core on the 2-vCPU VMs: never left to it.
+  // ONNX Runtime's own default (0) is half the logical CPUs on Linux, one on a 2-vCPU VM: never left to it.
   assert.equal(sessionOptions('x', { device: 'cpu', threads: 0 }).intraOpNumThreads, defaultThreadCount());
   assert.equal(sessionOptions('x', { device: 'cpu', threads: 3 }).intraOpNumThreads, 3);
   assert.equal(sessionOptions('x', { device: 'cpu', threads: 0 }).interOpNumThreads, 1);

@@ -22,7 +22,7 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { defaultThreadCount } from './cpu-threads.ts';
+import { intraOpThreads } from './cpu-threads.ts';
 import { ExternalDataFile, GraphBuilder } from './graph.ts';
 import type { Scratch } from './scratch.ts';
 import type { Device } from '../../pipeline/types.ts';
@@ -137,7 +137,7 @@ export function sessionOptions(name: string, opts: SessionOptions): ort.Inferenc
     // without. Values below 1.2e-38 have no measurable effect on any output.
     extra: { session: { set_denormal_as_zero: '1' } },
   };
-  options.intraOpNumThreads = opts.threads > 0 ? opts.threads : defaultThreadCount();
+  options.intraOpNumThreads = intraOpThreads(opts.threads);
   // Developer aid: QWEN3_ASR_ORT_PROFILE=prefix writes ONNX Runtime's per-op profile JSON.
   if (process.env.QWEN3_ASR_ORT_PROFILE) {
     options.enableProfiling = true;
