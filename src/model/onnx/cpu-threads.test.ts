@@ -10,11 +10,13 @@ test('cpu threads: Linux CPU lists', () => {
   assert.deepEqual(parseCpuList(''), []);
 });
 
-test('cpu threads: cgroup v2 quotas in whole CPUs, rounded up; none when unlimited or unreadable', () => {
+test('cpu threads: cgroup quotas in whole CPUs, rounded up; none when unlimited or unreadable', () => {
   assert.equal(parseCpuQuota('200000 100000\n'), 2);
   assert.equal(parseCpuQuota('150000 100000'), 2);
   assert.equal(parseCpuQuota('50000 100000'), 1);
   assert.equal(parseCpuQuota('max 100000'), undefined);
+  assert.equal(parseCpuQuota('-1 100000'), undefined, 'cgroup v1: no quota');
+  assert.equal(parseCpuQuota('400000 100000'), 4, 'cgroup v1 quota and period');
   assert.equal(parseCpuQuota(undefined), undefined);
 });
 

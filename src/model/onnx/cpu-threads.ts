@@ -14,7 +14,7 @@
  *
  * Physical cores, not logical CPUs, as ONNX Runtime means to count: two hyperthreads share one
  * core's vector units and its memory bandwidth, which is what these products are bound by. A CPU
- * quota (cgroup v2 `cpu.max`, what `docker run --cpus` sets) caps the count: threads
+ * quota (what `docker run --cpus` sets: cgroup v2 `cpu.max`, or v1's CFS quota) caps the count: threads
  * beyond the quota only wait for each other (more threads than cores made every product
  * 2–3x slower here).
  */
@@ -34,7 +34,11 @@ export function parseCpuList(list: string): number[] {
   return cpus;
 }
 
-/** Whole CPUs a cgroup v2 `cpu.max` line allows (`200000 100000` → 2; `max 100000` → none). */
+/**
+ * Whole CPUs a quota and period allow: a cgroup v2 `cpu.max` line (`200000 100000` → 2; `max
+ * 100000` → none), or cgroup v1's `cpu.cfs_quota_us` and `cpu.cfs_period_us` joined by a space
+ * (`-1 100000` → none).
+ */
 export function parseCpuQuota(cpuMax: string | undefined): number | undefined {
   const m = /^(\d+)\s+(\d+)/.exec(cpuMax?.trim() ?? '');
   if (!m || Number(m[2]) === 0) return undefined;
@@ -47,7 +51,7 @@ export interface CpuTopology {
   allowed?: number[];
   /** The physical core a CPU belongs to (package and core id), undefined when unknown. */
   coreOf: (cpu: number) => string | undefined;
-  /** The cgroup's CPU quota in whole CPUs. */
+  /** The cgroup's CPU quota in whole CPUs (cgroupQuota). */
   quota?: number;
   /** The logical CPUs Node sees (os.availableParallelism()). */
   logical: number;
@@ -82,11 +86,26 @@ function read(path: string): string | undefined {
   }
 }
 
+/** The CPU quota of this process's cgroup, in whole CPUs; undefined when there is none or it cannot be read. */
+function cgroupQuota(): number | undefined {
+  // cgroup v2: one line `0::/path`; the quota of that cgroup (in a container, usually `/`).
+  const cgroup = /^0::(\S*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
+  if (cgroup !== undefined) {
+    const quota = parseCpuQuota(read(`/sys/fs/cgroup${cgroup === '/' ? '' : cgroup}/cpu.max`));
+    if (quota !== undefined) return quota;
+  }
+  // cgroup v1 (older Docker hosts): the cpu controller's CFS quota, mounted for the container's own cgroup.
+  for (const dir of ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu,cpuacct']) {
+    const quota = read(`${dir}/cpu.cfs_quota_us`)?.trim();
+    const period = read(`${dir}/cpu.cfs_period_us`)?.trim();
+    if (quota !== undefined && period !== undefined) return parseCpuQuota(`${quota} ${period}`);
+  }
+  return undefined;
+}
+
 /** This machine's topology, read from /proc and /sys. */
 export function thisTopology(): CpuTopology {
   const allowedList = /^Cpus_allowed_list:\s*(.+)$/m.exec(read('/proc/self/status') ?? '')?.[1];
-  // cgroup v2: one line `0::/path`; the quota of that cgroup (in a container, usually `/`).
-  const cgroup = /^0::(\S*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
   return {
     allowed: allowedList ? parseCpuList(allowedList) : undefined,
     coreOf: (cpu) => {
@@ -95,7 +114,7 @@ export function thisTopology(): CpuTopology {
       const pkg = read(`${dir}/physical_package_id`)?.trim();
       return core === undefined || pkg === undefined ? undefined : `${pkg}:${core}`;
     },
-    quota: cgroup === undefined ? undefined : parseCpuQuota(read(`/sys/fs/cgroup${cgroup === '/' ? '' : cgroup}/cpu.max`)),
+    quota: cgroupQuota(),
     logical: availableParallelism(),
   };
 }
