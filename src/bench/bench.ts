@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
+import { thisProcessHugePages } from '../model/onnx/huge-pages.ts';
 import { AUDIO_DIR, REPO_ROOT } from '../testing/shared.ts';
 
 const { values } = parseArgs({
@@ -32,6 +33,8 @@ const { values } = parseArgs({
 const AUDIO = join(AUDIO_DIR, 'notld', '60s_i_dont_want_anyones_life_on_my_hands.wav');
 /** ONNX Runtime intra-op threads of every measurement (--threads, or the engine's default). */
 const threads = intraOpThreads(Number(values.threads));
+/** Whether malloc uses huge pages (huge-pages.ts); the measurements run in children that inherit it. */
+const hugePages = thisProcessHugePages();
 const tsx = ['--import', 'tsx'];
 
 function checkpoint(size: string): string {
@@ -84,7 +87,7 @@ if (values['pipeline-size']) {
 
 const f = (x: number, d = 1) => x.toFixed(d);
 const header = '| model | quant | load s (first / cached) | peak RSS MB | encoder audio-s/s | prefill tok/s | decode tok/s b1 / b8 / b8÷b1, after 60 s | the same after a 20 s segment | RTF 60 s @4 tok/s, one sequence | RTF 60 s @4 tok/s, pipeline |';
-console.log(`ONNX Runtime intra-op threads: ${threads}\n`);
+console.log(`ONNX Runtime intra-op threads: ${threads}; malloc huge pages: ${hugePages}\n`);
 console.log(header);
 console.log(header.replace(/[^|]+/g, '---'));
 for (const r of rows) {
@@ -110,5 +113,5 @@ if (pipeline) {
 }
 const outFile = values.out ?? join(REPO_ROOT, 'bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 mkdirSync(join(outFile, '..'), { recursive: true });
-writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), audio: AUDIO, threads, results: rows, kernels, pipeline }, null, 2));
+writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), audio: AUDIO, threads, hugePages, results: rows, kernels, pipeline }, null, 2));
 console.error(`bench: results written to ${outFile}`);

@@ -1,5 +1,6 @@
 /**
- * End-to-end tests of the `qwen3-asr` command: the real entry point (bin/qwen3-asr.js) is
+ * End-to-end tests of the `qwen3-asr` command: the real entry point (bin/qwen3-asr, which runs
+ * bin/qwen3-asr.js through scripts/node.sh) is
  * spawned as a child process against the tiny random checkpoints in the shared golden folder,
  * so argument parsing, the worker-thread engine, decoding, rendering, exit codes and the
  * split between stdout (results only) and stderr (messages) are all exercised together.
@@ -20,7 +21,7 @@ import { AUDIO_DIR, REPO_ROOT, goldenPath, readJson } from '../testing/shared.ts
 import { subtitles, verboseJson } from '../pipeline/response-formats.ts';
 import type { TranscriptionResult } from '../pipeline/types.ts';
 
-const BIN = join(REPO_ROOT, 'bin', 'qwen3-asr.js');
+const BIN = join(REPO_ROOT, 'bin', 'qwen3-asr');
 const MODEL = goldenPath('tiny-a', 'checkpoint');
 const ALIGNER = goldenPath('aligner-a', 'checkpoint');
 const EN_3S = goldenPath('tiny-a', 'audio', 'en_3s.wav');
@@ -67,8 +68,8 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 function cli(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     execFile(
-      process.execPath,
-      [BIN, ...args],
+      BIN,
+      args,
       { cwd: REPO_ROOT, env: childEnv(extraEnv), maxBuffer: 64 << 20, timeout: 180_000, encoding: 'utf8' },
       (err, stdout, stderr) => {
         if (err && typeof (err as { code?: unknown }).code !== 'number') {

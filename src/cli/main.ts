@@ -281,7 +281,7 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
   }
 }
 
-/** True when this file is the script node was started with (`npm run cli`), not an import (bin/qwen3-asr.js, tests). */
+/** True when this file is the script node was started with (`npm run cli`), not an import (bin/qwen3-asr.js). */
 function isMainScript(): boolean {
   if (!process.argv[1]) return false;
   try {

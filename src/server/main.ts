@@ -4,6 +4,7 @@
  * "loading" until the model is ready, "unhealthy" (503) if loading failed.
  */
 import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
+import { thisProcessHugePages } from '../model/onnx/huge-pages.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import { buildApp } from './app.ts';
 import { EnvConfigError, parseEnvConfig, toTranscriberConfig, type ServerConfig } from './env-config.ts';
@@ -57,6 +58,7 @@ async function main(): Promise<void> {
       device: config.device,
       quant: config.quant,
       threads: intraOpThreads(config.threads),
+      huge_pages: thisProcessHugePages(),
       forced_aligner: config.forcedAligner ?? 'off',
       max_upload_mb: Math.round((config.maxUploadBytes / 1024 / 1024) * 100) / 100,
       max_queue: config.maxQueue,

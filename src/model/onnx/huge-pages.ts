@@ -1,0 +1,73 @@
+/**
+ * Whether this process's malloc backs large allocations with transparent huge pages, as
+ * scripts/node.sh arranges for the service, the CLI and the benchmarks (it sets glibc's
+ * `glibc.malloc.hugetlb=1` tunable, which only works from the environment a process starts
+ * with). Reported in the server's configuration log line and in the benchmark results, so a
+ * slow load can be told from a process started without it.
+ *
+ * Why it matters: most of what ONNX Runtime does at load is fill fresh memory. Creating the
+ * 1.7B int8 decoder's session from its cached graph took 6.1–7.6 s, 5–6 s of it repacking the
+ * W8A8 weights for the integer kernels (1.4 s with repacking disabled), and on these VMs the
+ * first touch of each 4 kB page is slow. Alternating runs on the AMD Zen 5 VM, two threads:
+ * - 1.7B int8, cached load: 6.9 and 7.4 s with huge pages, 10.5 and 11.1 s without (the
+ *   decoder's session 5.0 s against 6.1–6.7 s); RSS after loading 3.18 GB against 2.85 GB
+ *   (memory is granted in 2 MB pages).
+ * - 0.6B int8, `bench-model` twice each: cached load 3.0 / 4.9 s against 6.0 / 5.9 s; audio
+ *   encoder 52.1 / 50.8 audio-seconds per second against 37.8 / 39.2; prefill (424 / 462 vs
+ *   473 / 411 tokens/s), decoding (batch 1 35.5 / 37.3 vs 37.6 / 34.9 tokens/s, batch 8
+ *   97.7 / 112.0 vs 112.9 / 98.1) and the 60 s pipeline (7.6 / 5.9 s vs 7.7 / 6.0 s) within
+ *   the runs' noise; peak RSS 2.33 / 2.19 GB against 2.19 / 2.18 GB.
+ */
+import { readFileSync } from 'node:fs';
+
+/** The value `glibc.malloc.hugetlb` has in a GLIBC_TUNABLES string (`a=1:b=2`), if any. */
+export function hugetlbTunable(tunables: string | undefined): string | undefined {
+  for (const item of (tunables ?? '').split(':')) {
+    const eq = item.indexOf('=');
+    if (eq > 0 && item.slice(0, eq).trim() === 'glibc.malloc.hugetlb') return item.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** The selected mode of /sys/kernel/mm/transparent_hugepage/enabled (`always [madvise] never` → madvise). */
+export function parseThpMode(text: string | undefined): string | undefined {
+  return text ? /\[(\w+)\]/.exec(text)?.[1] : undefined;
+}
+
+export interface HugePageFacts {
+  /** glibc's version, undefined for another C library (process.report's glibcVersionRuntime). */
+  glibc: string | undefined;
+  /** The GLIBC_TUNABLES this process started with. */
+  tunables: string | undefined;
+  /** The transparent huge page mode (parseThpMode), undefined where unknown. */
+  thp: string | undefined;
+}
+
+/**
+ * `on (...)` when malloc uses huge pages, else `off (why)`; the reason names the fix. glibc
+ * reads the tunable from 2.35 on; Linux grants the pages when THP is `always` or `madvise`.
+ */
+export function describeHugePages(f: HugePageFacts): string {
+  if (!f.glibc) return 'off (not glibc)';
+  const [major, minor] = f.glibc.split('.').map(Number);
+  if (major < 2 || (major === 2 && minor < 35)) return `off (glibc ${f.glibc} has no glibc.malloc.hugetlb; 2.35 or later does)`;
+  const value = hugetlbTunable(f.tunables);
+  if (value === undefined) return 'off (GLIBC_TUNABLES has no glibc.malloc.hugetlb: start through scripts/node.sh, as npm start and bin/qwen3-asr do)';
+  // 2 asks for pages of a reserved hugetlbfs pool instead (none reserved: ordinary pages).
+  if (value === '2') return 'glibc.malloc.hugetlb=2 (hugetlbfs pages, where a pool is reserved)';
+  if (value !== '1') return `off (glibc.malloc.hugetlb=${value})`;
+  if (f.thp === 'never') return 'off (transparent huge pages are disabled: /sys/kernel/mm/transparent_hugepage/enabled is never)';
+  return `on (glibc.malloc.hugetlb=1, transparent huge pages: ${f.thp ?? 'mode unknown'})`;
+}
+
+/** describeHugePages for this process. */
+export function thisProcessHugePages(): string {
+  let thp: string | undefined;
+  try {
+    thp = parseThpMode(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'));
+  } catch {
+    thp = undefined;
+  }
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return describeHugePages({ glibc: report?.header?.glibcVersionRuntime, tunables: process.env.GLIBC_TUNABLES, thp });
+}
