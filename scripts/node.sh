@@ -5,9 +5,9 @@
 # Why: the first touch of fresh memory is slow on the VMs this project is measured on (600 MB
 # took 1.75 s, a page fault every 4 kB), and ONNX Runtime allocates and fills gigabytes of it at
 # load: it repacks every W8A8 weight matrix for its integer kernels, 5-6 s of the 1.7B decoder
-# session's 6-7 s of creation. With huge pages (src/model/onnx/huge-pages.ts has the figures)
-# a cached 1.7B int8 load took 6.9-7.4 s against 10.5-11.1 s, and the 0.6B audio encoder ran
-# 30% faster, its activations being fresh memory too; decoding was no faster or slower.
+# session's 6-7.6 s of creation. With huge pages (src/model/onnx/huge-pages.ts has the figures)
+# cached 1.7B int8 loads took 6.4-7.4 s against 10.5-12.6 s and the audio encoder ran 20-35%
+# faster, its activations being fresh memory too; decoding was no faster or slower.
 #
 # The setting is glibc's `glibc.malloc.hugetlb=1` tunable (glibc 2.35 and later): malloc then
 # madvises its memory for huge pages, which Linux grants where transparent huge pages are

@@ -11,7 +11,9 @@
  * first touch of each 4 kB page is slow. Alternating runs on the AMD Zen 5 VM, two threads:
  * - 1.7B int8, cached load: 6.9 and 7.4 s with huge pages, 10.5 and 11.1 s without (the
  *   decoder's session 5.0 s against 6.1–6.7 s); RSS after loading 3.18 GB against 2.85 GB
- *   (memory is granted in 2 MB pages).
+ *   (memory is granted in 2 MB pages). `bench-model` twice each: cached load 7.1 / 6.4 s
+ *   against 12.6 / 11.8 s, encoder 41.9 / 41.5 audio-s/s against 34.9 / 33.1, decoding and
+ *   the pipeline (13.4 / 12.5 s against 12.7 / 12.9 s) within the noise.
  * - 0.6B int8, `bench-model` twice each: cached load 3.0 / 4.9 s against 6.0 / 5.9 s; audio
  *   encoder 52.1 / 50.8 audio-seconds per second against 37.8 / 39.2; prefill (424 / 462 vs
  *   473 / 411 tokens/s), decoding (batch 1 35.5 / 37.3 vs 37.6 / 34.9 tokens/s, batch 8
