@@ -13,7 +13,11 @@
  *   decoder's session 5.0 s against 6.1–6.7 s); RSS after loading 3.18 GB against 2.85 GB
  *   (memory is granted in 2 MB pages). `bench-model` twice each: cached load 7.1 / 6.4 s
  *   against 12.6 / 11.8 s, encoder 41.9 / 41.5 audio-s/s against 34.9 / 33.1, decoding and
- *   the pipeline (13.4 / 12.5 s against 12.7 / 12.9 s) within the noise.
+ *   the pipeline (13.4 / 12.5 s against 12.7 / 12.9 s) within the noise. (The bench's encoder
+ *   figure is the first 60 s run after loading, whose activations are fresh memory: five runs
+ *   in a row of the 0.6B int8 encoder took 1346, 973, 987, 1021, 1021 ms with huge pages and
+ *   1757, 980, 958, 933, 904 ms without — 65,027 page faults in the first run without, 1,062
+ *   with. Later runs reuse ONNX Runtime's arena either way.)
  * - 0.6B int8, `bench-model` twice each: cached load 3.0 / 4.9 s against 6.0 / 5.9 s; audio
  *   encoder 52.1 / 50.8 audio-seconds per second against 37.8 / 39.2; prefill (424 / 462 vs
  *   473 / 411 tokens/s), decoding (batch 1 35.5 / 37.3 vs 37.6 / 34.9 tokens/s, batch 8
