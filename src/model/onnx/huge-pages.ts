@@ -43,7 +43,7 @@ export function parseThpMode(text: string | undefined): string | undefined {
 export interface HugePageFacts {
   /** glibc's version, undefined for another C library (process.report's glibcVersionRuntime). */
   glibc: string | undefined;
-  /** The GLIBC_TUNABLES this process started with. */
+  /** GLIBC_TUNABLES as this process sees it (glibc read it when the process started). */
   tunables: string | undefined;
   /** The transparent huge page mode (parseThpMode), undefined where unknown. */
   thp: string | undefined;
@@ -74,6 +74,16 @@ export function thisProcessHugePages(): string {
   } catch {
     thp = undefined;
   }
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  return describeHugePages({ glibc: report?.header?.glibcVersionRuntime, tunables: process.env.GLIBC_TUNABLES, thp });
+  // Only the report's header is wanted: no socket details (a report lists open sockets, and
+  // resolving their addresses could wait on DNS in the server, which calls this listening).
+  const reporter = process.report as (NodeJS.ProcessReport & { excludeNetwork?: boolean }) | undefined;
+  const excluded = reporter?.excludeNetwork;
+  let glibc: string | undefined;
+  try {
+    if (reporter) reporter.excludeNetwork = true;
+    glibc = (reporter?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  } finally {
+    if (reporter) reporter.excludeNetwork = excluded;
+  }
+  return describeHugePages({ glibc, tunables: process.env.GLIBC_TUNABLES, thp });
 }
