@@ -7,8 +7,8 @@
 # load: it repacks every W8A8 weight matrix for its integer kernels, 5-6 s of the 1.7B decoder
 # session's 6-7.6 s of creation. With huge pages (src/model/onnx/huge-pages.ts has the figures)
 # cached 1.7B int8 loads took 6.4-7.4 s against 10.5-12.6 s, and the first full-length run of
-# the audio encoder after a load (fresh activation memory) 20-35% less; later runs, which reuse
-# ONNX Runtime's memory, and decoding were no faster or slower.
+# the audio encoder after a load (fresh activation memory) ran 19-38% faster; later runs, which
+# reuse ONNX Runtime's memory, and decoding were no faster or slower.
 #
 # The setting is glibc's `glibc.malloc.hugetlb=1` tunable (glibc 2.35 and later): malloc then
 # madvises its memory for huge pages, which Linux grants where transparent huge pages are
