@@ -29,6 +29,8 @@ import { AsrModel } from './asr-model.ts';
 import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { linearFromData } from './onnx/layers.ts';
 import { asFloat32, dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
+import { helperJobs } from './quantize-helpers.ts';
+import { defaultThreadCount } from './onnx/cpu-threads.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { exactInt8Kernels, goldenSets, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
 
@@ -128,6 +130,44 @@ test('per-channel int8 weights: scales and the transposed [k, n] layout, as defi
     assert.deepEqual(offset.scales, q.scales);
     const bytes = new Uint8Array(offset.weights.buffer, offset.weights.byteOffset, offset.weights.length);
     for (let j = 0; j < bytes.length; j++) assert.equal(bytes[j], q.weights[j] + 128, `[${n}, ${k}] offset weight ${j}`);
+  }
+});
+
+test('quantisers: a matrix in shared memory is split across helper threads, with the same bytes', () => {
+  // At least MIN_VALUES (2^20) values, in shapes that cut the 128-wide tiles and split unevenly.
+  const [n, k] = [1001, 1100];
+  const w = Float32Array.from({ length: n * k }, randn);
+  const words = Uint16Array.from(new Uint32Array(w.buffer), (bits) => bits >>> 16);
+  const inShared = <T extends Float32Array | Uint16Array>(a: T): T => {
+    const copy = new (a.constructor as new (b: SharedArrayBuffer) => T)(new SharedArrayBuffer(a.byteLength));
+    copy.set(a as never);
+    return copy;
+  };
+  for (const offset of [0, 128] as const) {
+    for (const [alone, shared] of [
+      [{ bf16: words }, { bf16: inShared(words) }],
+      [w, inShared(w)],
+    ] as const) {
+      const want = quantizePerChannelInt8(alone, n, k, offset); // ordinary memory: this thread alone
+      const before = helperJobs();
+      const into = new Uint8Array(new SharedArrayBuffer(n * k + 5)).fill(0xa5);
+      const got = quantizePerChannelInt8(shared, n, k, offset, into);
+      if (defaultThreadCount() > 1) assert.equal(helperJobs(), before + 1, 'helper threads took part');
+      assert.equal(got.weights.buffer, into.buffer);
+      assert.deepEqual(got.scales, want.scales, `offset ${offset}: scales`);
+      assert.deepEqual(got.weights, want.weights, `offset ${offset}: weights`);
+    }
+  }
+  // Block quantisation (MatMulNBits) the same way: rows split across the threads.
+  for (const bits of [8, 4] as const) {
+    const want = quantizeMatrix({ bf16: words }, n, k, bits, 64);
+    const before = helperJobs();
+    const into = new Uint8Array(new SharedArrayBuffer(want.packed.length + 3)).fill(0xa5);
+    const got = quantizeMatrix({ bf16: inShared(words) }, n, k, bits, 64, into);
+    if (defaultThreadCount() > 1) assert.equal(helperJobs(), before + 1, `${bits}-bit: helper threads took part`);
+    assert.deepEqual(got.packed, want.packed, `${bits}-bit packed values`);
+    assert.deepEqual(got.scales, want.scales, `${bits}-bit scales`);
+    assert.deepEqual(got.zeroPoints, want.zeroPoints, `${bits}-bit zero points`);
   }
 });
 

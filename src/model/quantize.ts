@@ -73,24 +73,50 @@ export interface QuantizedMatrix {
  * to the start of `into` when given (every byte written), else to a fresh array.
  */
 export function quantizeMatrix(values: MatrixValues, n: number, k: number, bits: QuantBits, blockSize: number, into?: Uint8Array): QuantizedMatrix {
+  const count = (values instanceof Float32Array ? values : values.bf16).length;
+  if (count !== n * k) throw new Error(`quantizeMatrix: ${count} values for [${n}, ${k}]`);
+  const kBlocks = Math.ceil(k / blockSize);
+  const blockBytes = (blockSize * bits) / 8;
+  const packed = outputBytes(n * kBlocks * blockBytes, into, 'quantizeMatrix');
+  // Shared memory when helper threads may take part (quantize-helpers.ts).
+  const memory = (bytes: number) => (packed.buffer instanceof SharedArrayBuffer ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+  const scales = new Float32Array(memory(4 * n * kBlocks));
+  const zpStride = Math.ceil(kBlocks / 2);
+  const zeroPoints = bits === 4 ? new Uint8Array(memory(n * zpStride)) : undefined;
+  const job: BlockJob = { kind: 'blocks', w: values, n, k, bits, blockSize, packed, scales, zeroPoints };
+  if (!inParallel(job)) blockRows(job, 0, n);
+  return { bits, blockSize, n, k, packed, scales, zeroPoints };
+}
+
+/** What quantizeMatrix reads and writes. */
+export interface BlockJob {
+  kind: 'blocks';
+  w: MatrixValues;
+  n: number;
+  k: number;
+  bits: QuantBits;
+  blockSize: number;
+  packed: Uint8Array;
+  scales: Float32Array;
+  zeroPoints: Uint8Array | undefined;
+}
+
+/** quantizeMatrix for rows [r0, r1) (rows are independent: their blocks, scales and zero points). */
+export function blockRows(job: BlockJob, r0: number, r1: number): void {
+  const { w: values, k, bits, blockSize, packed, scales, zeroPoints } = job;
   const f32 = values instanceof Float32Array ? values : undefined;
   const words = values instanceof Float32Array ? undefined : values.bf16;
-  const count = (f32 ?? words)!.length;
-  if (count !== n * k) throw new Error(`quantizeMatrix: ${count} values for [${n}, ${k}]`);
   const table = bf16Values();
   const scratch = new Float32Array(f32 ? 0 : k);
   const kBlocks = Math.ceil(k / blockSize);
   const blockBytes = (blockSize * bits) / 8;
-  const packed = outputBytes(n * kBlocks * blockBytes, into, 'quantizeMatrix');
-  const scales = new Float32Array(n * kBlocks);
   const zpStride = Math.ceil(kBlocks / 2);
-  const zeroPoints = bits === 4 ? new Uint8Array(n * zpStride) : undefined;
 
   // Tight loops without helper calls: this runs over every weight of the model at load
   // (≈2 billion values for the 1.7B model), so a few nanoseconds per value matter.
   // Rounding uses the float64 magic constant (x + 1.5·2^52 − 1.5·2^52 rounds to the nearest
   // integer, ties to even): Math.round costs ~15 ns a call here, this ~1 ns.
-  for (let row = 0; row < n; row++) {
+  for (let row = r0; row < r1; row++) {
     // w[rowBase ..] is this row: the matrix itself, or the scratch row filled from the words.
     let w = f32!;
     let rowBase = row * k;
@@ -151,7 +177,6 @@ export function quantizeMatrix(values: MatrixValues, n: number, k: number, bits:
       }
     }
   }
-  return { bits, blockSize, n, k, packed, scales, zeroPoints };
 }
 
 /** Reconstructs the float weights (tests and error measurements). */
@@ -195,16 +220,65 @@ const TRANSPOSE_TILE = 128;
  * weights go to the start of `into` when given, else to a fresh array.
  */
 export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, offset: 0 | 128 = 0, into?: Uint8Array): { weights: Int8Array; scales: Float32Array } {
-  const f32 = w instanceof Float32Array ? w : undefined;
-  const words = w instanceof Float32Array ? undefined : w.bf16;
-  const table = bf16Values();
-  const count = (f32 ?? words)!.length;
+  const count = (w instanceof Float32Array ? w : w.bf16).length;
   if (count !== n * k) throw new Error(`quantizePerChannelInt8: ${count} values for [${n}, ${k}]`);
   const bytes = outputBytes(k * n, into, 'quantizePerChannelInt8');
   const weights = new Int8Array(bytes.buffer, bytes.byteOffset, k * n); // every value is written below
-  const scales = new Float32Array(n);
-  const inv = new Float64Array(n);
-  for (let row = 0; row < n; row++) {
+  // Shared memory when helper threads may take part (quantize-helpers.ts): they write the
+  // scales of their rows and read every row's inverse.
+  const shared = bytes.buffer instanceof SharedArrayBuffer;
+  const scales = new Float32Array(shared ? new SharedArrayBuffer(4 * n) : new ArrayBuffer(4 * n));
+  const inv = new Float64Array(shared ? new SharedArrayBuffer(8 * n) : new ArrayBuffer(8 * n));
+  const job: PerChannelJob = { kind: 'perChannel', w, n, k, offset, weights, scales, inv };
+  if (!inParallel(job)) {
+    perChannelScales(job, 0, n);
+    perChannelTranspose(job, 0, k);
+  }
+  return { weights, scales };
+}
+
+/** What quantizePerChannelInt8's two passes read and write. */
+export interface PerChannelJob {
+  kind: 'perChannel';
+  w: MatrixValues;
+  n: number;
+  k: number;
+  offset: 0 | 128;
+  weights: Int8Array;
+  scales: Float32Array;
+  inv: Float64Array;
+}
+
+/** A quantiser's work, as helper threads are handed it. */
+export type QuantizeJob = PerChannelJob | BlockJob;
+
+/** A pass over part of a job: per-channel jobs take two (scales, then transpose), block jobs one. */
+export type QuantizePass = 'scales' | 'transpose' | 'blocks';
+
+/** Runs `pass` of `job` over [from, to): rows, or for the transpose input columns. */
+export function runQuantizePass(job: QuantizeJob, pass: QuantizePass, from: number, to: number): void {
+  if (job.kind === 'blocks') blockRows(job, from, to);
+  else if (pass === 'scales') perChannelScales(job, from, to);
+  else perChannelTranspose(job, from, to);
+}
+
+/**
+ * Runs a job split across helper threads when it may (quantize-helpers.ts installs this);
+ * false: the caller runs it on its own.
+ */
+let inParallel: (job: QuantizeJob) => boolean = () => false;
+
+export function setParallelRunner(run: (job: QuantizeJob) => boolean): void {
+  inParallel = run;
+}
+
+/** quantizePerChannelInt8's first pass, for rows [r0, r1): each row's scale and its inverse. */
+export function perChannelScales(job: PerChannelJob, r0: number, r1: number): void {
+  const { w, k, scales, inv } = job;
+  const f32 = w instanceof Float32Array ? w : undefined;
+  const words = w instanceof Float32Array ? undefined : w.bf16;
+  const table = bf16Values();
+  for (let row = r0; row < r1; row++) {
     const base = row * k;
     let maxAbs = 0;
     if (f32) {
@@ -226,6 +300,18 @@ export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, of
     inv[row] = 1 / scale;
     scales[row] = scale;
   }
+}
+
+/**
+ * quantizePerChannelInt8's second pass, for input columns [c0, c1) — output rows of the
+ * transposed [k, n] result, so threads given different columns write different cache lines.
+ * Needs every row's inverse scale (the first pass over all rows).
+ */
+export function perChannelTranspose(job: PerChannelJob, c0: number, c1: number): void {
+  const { w, n, k, offset, weights, inv } = job;
+  const f32 = w instanceof Float32Array ? w : undefined;
+  const words = w instanceof Float32Array ? undefined : w.bf16;
+  const table = bf16Values();
   // The transpose goes tile by tile, so the output lines a tile writes stay in cache while
   // all its rows fill them (the output row stride is n bytes: one byte per cache line per
   // input value). Tiles of 32 took a 6144 × 2048 float32 weight from 99–117 ms row by row to
@@ -235,8 +321,8 @@ export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, of
   // 256, 2048 × 6144 82 / 89 / 60 / 66 ms, 1024 × 2048 13 / 11 / 10 / 9 ms.
   for (let r0 = 0; r0 < n; r0 += TRANSPOSE_TILE) {
     const r1 = Math.min(n, r0 + TRANSPOSE_TILE);
-    for (let i0 = 0; i0 < k; i0 += TRANSPOSE_TILE) {
-      const i1 = Math.min(k, i0 + TRANSPOSE_TILE);
+    for (let i0 = c0; i0 < c1; i0 += TRANSPOSE_TILE) {
+      const i1 = Math.min(c1, i0 + TRANSPOSE_TILE);
       for (let row = r0; row < r1; row++) {
         const base = row * k;
         const f = inv[row];
@@ -245,5 +331,4 @@ export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, of
       }
     }
   }
-  return { weights, scales };
 }

@@ -14,9 +14,12 @@
  * are whatever was there (callers overwrite every byte they use). The graphs of one model
  * load share one Scratch (SessionOptions.scratch), released when the load is done: the
  * second of QUANT=int4's decoder graphs reuses the first one's memory.
+ *
+ * The buffers are SharedArrayBuffers, so the quantiser's helper threads can read a weight and
+ * write its quantised form in place (quantize-helpers.ts).
  */
 export class Scratch {
-  private buffers = new Map<string, ArrayBuffer>();
+  private buffers = new Map<string, SharedArrayBuffer>();
 
   /** `length` bytes of the buffer named `slot`, grown (to exactly `length`) when too small. */
   bytes(slot: string, length: number): Uint8Array {
@@ -24,7 +27,7 @@ export class Scratch {
     if (!buffer || buffer.byteLength < length) {
       buffer = undefined;
       this.buffers.delete(slot); // let the old one go before the new one is allocated
-      buffer = new ArrayBuffer(length);
+      buffer = new SharedArrayBuffer(length);
       this.buffers.set(slot, buffer);
     }
     return new Uint8Array(buffer, 0, length);
