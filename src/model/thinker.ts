@@ -10,6 +10,7 @@ import { type WeightPrecision } from './onnx/layers.ts';
 import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 import { type SessionOptions } from './onnx/session.ts';
 import { Scratch } from './onnx/scratch.ts';
+import { stopQuantizeHelpers } from './quantize-helpers.ts';
 import { thisCpu } from './onnx/cpu-flags.ts';
 import { intraOpThreads } from './onnx/cpu-threads.ts';
 import { SafetensorsStore } from './safetensors.ts';
@@ -134,6 +135,7 @@ export async function loadThinker(
     return { config, tokenizer, features, encoder, decoder, precisions };
   } finally {
     scratch.release();
+    await stopQuantizeHelpers(); // they hold on to the scratch buffers
   }
 }
 
