@@ -1,8 +1,10 @@
 /**
  * Helper threads for the quantisers a first load spends most of its own time in (a CPU
  * profile of a 1.7B int8 first load: 11.8 s of 31.8 s in quantizePerChannelInt8, on one
- * thread while the other core idled). Each pass is split across the calling thread and one
- * helper per further core (cpu-threads.ts defaultThreadCount): for quantizePerChannelInt8
+ * thread while the other core idled). A load turns them on for its duration
+ * (useQuantizeHelpers with the load's thread count, THREADS or one per core; then
+ * stopQuantizeHelpers). Each pass is split across the calling thread and one
+ * helper per further thread: for quantizePerChannelInt8
  * rows for the scales, then input columns (whole output lines) for the transposed values, so
  * no two threads write one cache line; for quantizeMatrix (MatMulNBits blocks) rows. The
  * output is the same, byte for byte (quantize.test.ts; the graph files of 1.7B int8 and int4
@@ -18,12 +20,11 @@
  * thread alone, as are small ones. Helpers start on the first large matrix and must say they
  * are ready within READY_MS; otherwise they are stopped and every matrix is done on one
  * thread. They are unref'd: an idle helper never keeps the process alive. A load stops them
- * when it is done (stopQuantizeHelpers): an idle helper's heap still refers to the last
+ * when it is done: an idle helper's heap still refers to the last
  * buffers it was handed, and nothing makes it collect them, so the load's scratch buffers
  * outlived the load (a bench process that loads the 0.6B model twice peaked 300 MB higher).
  */
 import { Worker } from 'node:worker_threads';
-import { defaultThreadCount } from './onnx/cpu-threads.ts';
 import { runQuantizePass, setParallelRunner, type QuantizeJob, type QuantizePass } from './quantize.ts';
 
 /** Matrices of fewer values are quantised on the calling thread (a pass costs less than a hand-over). */
@@ -46,6 +47,8 @@ export interface HelperTask {
 
 let helpers: Worker[] | undefined;
 let unavailable = false;
+/** Threads a quantisation pass may use, the caller's included (useQuantizeHelpers). */
+let threads = 1;
 let splitJobs = 0;
 
 /** How many matrices helpers have taken part in (for tests). */
@@ -56,7 +59,7 @@ export function helperJobs(): number {
 /** The helpers, started on first use; empty when there is one core or they could not start. */
 function pool(): Worker[] {
   if (helpers || unavailable) return helpers ?? [];
-  const count = Math.min(7, defaultThreadCount() - 1);
+  const count = Math.min(7, threads - 1);
   if (count <= 0) {
     unavailable = true;
     return [];
@@ -95,10 +98,22 @@ function split(job: QuantizeJob, pass: QuantizePass, total: number, workers: Wor
 }
 
 /**
- * Stops the helpers, freeing their threads and the shared buffers they still refer to; the
- * next large matrix starts new ones. Called when a load is done (thinker.ts).
+ * Lets large matrices be quantised on `count` threads (the caller's and count − 1 helpers,
+ * started on the first such matrix) until stopQuantizeHelpers. Called when a load starts
+ * (thinker.ts), with the load's thread count.
+ */
+export function useQuantizeHelpers(count: number): void {
+  threads = Math.max(1, count);
+  setParallelRunner(runInParallel);
+}
+
+/**
+ * Back to the calling thread alone: stops the helpers, freeing their threads and the shared
+ * buffers they still refer to. Called when a load is done (thinker.ts).
  */
 export async function stopQuantizeHelpers(): Promise<void> {
+  setParallelRunner(() => false);
+  threads = 1;
   const workers = helpers ?? [];
   helpers = undefined;
   await Promise.all(workers.map((worker) => worker.terminate()));
@@ -108,7 +123,7 @@ function isShared(a: ArrayBufferView): boolean {
   return a.buffer instanceof SharedArrayBuffer;
 }
 
-setParallelRunner((job) => {
+function runInParallel(job: QuantizeJob): boolean {
   const values = job.w instanceof Float32Array ? job.w : job.w.bf16;
   const outputs = job.kind === 'blocks' ? [job.packed, job.scales, ...(job.zeroPoints ? [job.zeroPoints] : [])] : [job.weights, job.scales, job.inv];
   if (job.n * job.k < MIN_VALUES || ![values, ...outputs].every(isShared)) return false;
@@ -121,4 +136,4 @@ setParallelRunner((job) => {
   }
   splitJobs++;
   return true;
-});
+}

@@ -29,7 +29,7 @@ import { AsrModel } from './asr-model.ts';
 import { DataType, GraphBuilder } from './onnx/graph.ts';
 import { linearFromData } from './onnx/layers.ts';
 import { asFloat32, dequantizeMatrix, quantizeMatrix, quantizePerChannelInt8 } from './quantize.ts';
-import { helperJobs } from './quantize-helpers.ts';
+import { helperJobs, stopQuantizeHelpers, useQuantizeHelpers } from './quantize-helpers.ts';
 import { defaultThreadCount } from './onnx/cpu-threads.ts';
 import { SafetensorsStore } from './safetensors.ts';
 import { exactInt8Kernels, goldenSets, relError, roundHalfEven, seededGaussian } from '../testing/shared.ts';
@@ -133,7 +133,8 @@ test('per-channel int8 weights: scales and the transposed [k, n] layout, as defi
   }
 });
 
-test('quantisers: a matrix in shared memory is split across helper threads, with the same bytes', () => {
+test('quantisers: a matrix in shared memory is split across helper threads, with the same bytes', async () => {
+  useQuantizeHelpers(defaultThreadCount());
   // At least MIN_VALUES (2^20) values, in shapes that cut the 128-wide tiles and split unevenly.
   const [n, k] = [1001, 1100];
   const w = Float32Array.from({ length: n * k }, randn);
@@ -169,6 +170,11 @@ test('quantisers: a matrix in shared memory is split across helper threads, with
     assert.deepEqual(got.scales, want.scales, `${bits}-bit scales`);
     assert.deepEqual(got.zeroPoints, want.zeroPoints, `${bits}-bit zero points`);
   }
+  // Stopped, a load's quantisers run on the calling thread alone.
+  await stopQuantizeHelpers();
+  const before = helperJobs();
+  quantizeMatrix({ bf16: inShared(words) }, n, k, 8, 64, new Uint8Array(new SharedArrayBuffer(n * 18 * 64))); // 18 blocks of 64 a row
+  assert.equal(helperJobs(), before, 'no helpers after stopQuantizeHelpers');
 });
 
 for (const int8Kernel of exactInt8Kernels()) {

@@ -10,7 +10,7 @@ import { type WeightPrecision } from './onnx/layers.ts';
 import { defaultInt8Kernel, type Int8Kernel } from './onnx/int8-kernel.ts';
 import { type SessionOptions } from './onnx/session.ts';
 import { Scratch } from './onnx/scratch.ts';
-import { stopQuantizeHelpers } from './quantize-helpers.ts';
+import { stopQuantizeHelpers, useQuantizeHelpers } from './quantize-helpers.ts';
 import { thisCpu } from './onnx/cpu-flags.ts';
 import { intraOpThreads } from './onnx/cpu-threads.ts';
 import { SafetensorsStore } from './safetensors.ts';
@@ -118,6 +118,7 @@ export async function loadThinker(
   const precisions = { ...precisionsFor(opts.quant, intraOpThreads(opts.threads)), ...opts.precisions };
   // One set of scratch buffers for every graph this load builds, let go when it is done.
   const scratch = new Scratch();
+  useQuantizeHelpers(intraOpThreads(opts.threads)); // quantising on as many threads as the sessions run
   const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files }, scratch };
   try {
     const t0 = Date.now();

@@ -7,7 +7,6 @@
  */
 import { type SafetensorsStore } from '../safetensors.ts';
 import { asFloat32, quantizeMatrix, quantizePerChannelInt8, type MatrixValues, type QuantBits } from '../quantize.ts';
-import '../quantize-helpers.ts'; // quantizePerChannelInt8 on every core (installs itself)
 import { DataType, type GraphBuilder } from './graph.ts';
 import { defaultInt8Kernel, int8Offset, type Int8Kernel } from './int8-kernel.ts';
 
