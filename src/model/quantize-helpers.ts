@@ -46,6 +46,7 @@ export interface HelperTask {
 }
 
 let helpers: Worker[] | undefined;
+/** Set when helpers failed to start: this process quantises on one thread from then on. */
 let unavailable = false;
 /** Threads a quantisation pass may use, the caller's included (useQuantizeHelpers). */
 let threads = 1;
@@ -56,14 +57,12 @@ export function helperJobs(): number {
   return splitJobs;
 }
 
-/** The helpers, started on first use; empty when there is one core or they could not start. */
+/** The helpers, started on first use; empty when the load uses one thread or they could not start. */
 function pool(): Worker[] {
   if (helpers || unavailable) return helpers ?? [];
+  // One thread (THREADS=1) is this load's choice, not a failure: a later load may use more.
   const count = Math.min(7, threads - 1);
-  if (count <= 0) {
-    unavailable = true;
-    return [];
-  }
+  if (count <= 0) return [];
   const ready = new Int32Array(new SharedArrayBuffer(4 * count));
   const started = Array.from({ length: count }, (_, index) => {
     const worker = new Worker(new URL('./quantize-helper-entry.mjs', import.meta.url), { workerData: { ready, index } });

@@ -134,7 +134,6 @@ test('per-channel int8 weights: scales and the transposed [k, n] layout, as defi
 });
 
 test('quantisers: a matrix in shared memory is split across helper threads, with the same bytes', async () => {
-  useQuantizeHelpers(defaultThreadCount());
   // At least MIN_VALUES (2^20) values, in shapes that cut the 128-wide tiles and split unevenly.
   const [n, k] = [1001, 1100];
   const w = Float32Array.from({ length: n * k }, randn);
@@ -144,6 +143,13 @@ test('quantisers: a matrix in shared memory is split across helper threads, with
     copy.set(a as never);
     return copy;
   };
+  // A load on one thread (THREADS=1) quantises alone, and does not keep a later load from helpers.
+  useQuantizeHelpers(1);
+  const alone = helperJobs();
+  quantizeMatrix({ bf16: inShared(words) }, n, k, 8, 64, new Uint8Array(new SharedArrayBuffer(n * 18 * 64)));
+  assert.equal(helperJobs(), alone, 'one thread: no helpers');
+  await stopQuantizeHelpers();
+  useQuantizeHelpers(defaultThreadCount());
   for (const offset of [0, 128] as const) {
     for (const [alone, shared] of [
       [{ bf16: words }, { bf16: inShared(words) }],
