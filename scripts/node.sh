@@ -5,7 +5,7 @@
 # Why: the first touch of fresh memory is slow on the VMs this project is measured on (600 MB
 # took 1.75 s, a page fault every 4 kB), and ONNX Runtime allocates and fills gigabytes of it at
 # load: it repacks every W8A8 weight matrix for its integer kernels, 5-6 s of the 1.7B decoder
-# session's 6-7.6 s of creation. With huge pages (src/model/onnx/huge-pages.ts has the figures)
+# session's 6-7.6 s of creation. With huge pages (src/engine/runtime/huge-pages.ts has the figures)
 # cached 1.7B int8 loads took 6.4-7.4 s against 10.5-12.6 s, and the first full-length run of
 # the audio encoder after a load (fresh activation memory) ran 19-38% faster; later runs, which
 # reuse ONNX Runtime's memory, and decoding were no faster or slower.

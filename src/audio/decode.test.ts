@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsStore } from '../model/safetensors.ts';
+import { SafetensorsStore } from '../engine/checkpoint/safetensors.ts';
 import { AUDIO_DIR, goldenPath } from '../testing/shared.ts';
 import { AudioDecodeError, decodeAudio, type AudioDecoderName, type DecodedAudio } from './decode.ts';
 import { findFfmpeg, parseSourceSampleRate } from './ffmpeg.ts';

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { SafetensorsStore } from '../model/safetensors.ts';
-import { goldenPath, maxAbsDiff, readJson } from '../testing/shared.ts';
+import { SafetensorsStore } from '../engine/checkpoint/safetensors.ts';
+import { checkpointFeatureConfig, goldenPath, maxAbsDiff, readJson } from '../testing/shared.ts';
 import { featureFrameCount, loadFeatureConfig, logMelSpectrogram, melFilterBank, parseFeatureConfig, type FeatureConfig } from './features.ts';
 
 const CHECKPOINT = goldenPath('tiny-a', 'checkpoint');
@@ -10,7 +10,7 @@ const CHECKPOINT = goldenPath('tiny-a', 'checkpoint');
 const TOLERANCE = 2e-4;
 
 test('loadFeatureConfig reads the tiny-a checkpoint (preprocessor_config.json + num_mel_bins)', () => {
-  const cfg = loadFeatureConfig(CHECKPOINT);
+  const cfg = checkpointFeatureConfig(CHECKPOINT);
   const pre = readJson<Record<string, number>>(goldenPath('tiny-a', 'checkpoint', 'preprocessor_config.json'));
   const model = readJson<any>(goldenPath('tiny-a', 'checkpoint', 'config.json'));
   assert.equal(cfg.nFft, pre.n_fft);
@@ -24,7 +24,7 @@ test('loadFeatureConfig reads the tiny-a checkpoint (preprocessor_config.json + 
 });
 
 test('log-mel features match every tiny-a audio golden (≤ 2e-4, frames = T // 160)', () => {
-  const cfg = loadFeatureConfig(CHECKPOINT);
+  const cfg = checkpointFeatureConfig(CHECKPOINT);
   const files = readdirSync(goldenPath('tiny-a', 'cases')).filter((f) => f.endsWith('.audio.safetensors'));
   assert.ok(files.length >= 6, `expected the tiny-a audio goldens, found ${files.length}`);
   for (const file of files) {
@@ -77,7 +77,7 @@ function referenceLogMel(x: Float32Array, cfg: FeatureConfig): Float64Array {
 }
 
 test('fast path equals a direct DFT transcription of the spec (odd lengths, odd frame counts, edges)', () => {
-  const cfg = loadFeatureConfig(CHECKPOINT);
+  const cfg = checkpointFeatureConfig(CHECKPOINT);
   let seed = 12345;
   const rand = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
   for (const n of [201, 359, 1601, 2083]) {
@@ -91,7 +91,7 @@ test('fast path equals a direct DFT transcription of the spec (odd lengths, odd 
 });
 
 test('mel filter bank: Slaney triangles, sparse, area-normalised', () => {
-  const cfg = loadFeatureConfig(CHECKPOINT);
+  const cfg = checkpointFeatureConfig(CHECKPOINT);
   const filters = melFilterBank(cfg);
   const binHz = cfg.sampleRate / cfg.nFft;
   assert.equal(filters.length, cfg.nMels);
@@ -110,7 +110,7 @@ test('mel filter bank: Slaney triangles, sparse, area-normalised', () => {
 });
 
 test('too-short or invalid audio gives a clear error, never NaN', () => {
-  const cfg = loadFeatureConfig(CHECKPOINT);
+  const cfg = checkpointFeatureConfig(CHECKPOINT);
   for (const n of [0, 1, 159, 200]) {
     assert.throws(() => logMelSpectrogram(new Float32Array(n), cfg), /audio too short for log-mel features/, `n=${n}`);
   }
@@ -124,13 +124,13 @@ test('too-short or invalid audio gives a clear error, never NaN', () => {
 });
 
 test('digital silence gives the floor value everywhere: (log10(1e-10) + 4) / 4 = -1.5', () => {
-  const cfg = loadFeatureConfig(CHECKPOINT);
+  const cfg = checkpointFeatureConfig(CHECKPOINT);
   const { data } = logMelSpectrogram(new Float32Array(3200), cfg);
   assert.ok(data.every((v) => v === -1.5));
 });
 
 test('the dynamic-range floor is relative to the whole input, not per frame', () => {
-  const cfg = loadFeatureConfig(CHECKPOINT);
+  const cfg = checkpointFeatureConfig(CHECKPOINT);
   // Loud tone followed by a very quiet one: the quiet half is clamped at max - 8.
   const x = new Float32Array(32000);
   for (let i = 0; i < x.length; i++) x[i] = (i < 16000 ? 0.5 : 1e-7) * Math.sin(2 * Math.PI * 1000 * (i / 16000));
@@ -149,5 +149,5 @@ test('parseFeatureConfig rejects inconsistent or unsupported settings', () => {
   assert.throws(() => parseFeatureConfig({ ...good, feature_extractor_type: 'SeamlessM4TFeatureExtractor' }, 128), /not supported/);
   assert.throws(() => parseFeatureConfig({ ...good, sampling_rate: 8000 }, 128), /too low/);
   assert.throws(() => parseFeatureConfig(null, 128), /not a JSON object/);
-  assert.throws(() => loadFeatureConfig('/nonexistent-checkpoint-dir'), /cannot read/);
+  assert.throws(() => loadFeatureConfig('/nonexistent-checkpoint-dir', 128), /cannot read/);
 });

@@ -15,7 +15,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadModelConfig } from '../model/config.ts';
 import { ComplexFft } from './fft.ts';
 
 export interface FeatureConfig {
@@ -84,8 +83,11 @@ export function parseFeatureConfig(json: unknown, numMelBins: number, file = 'pr
   return cfg;
 }
 
-/** Reads `preprocessor_config.json` and `config.json` (num_mel_bins) of a checkpoint folder. */
-export function loadFeatureConfig(dir: string): FeatureConfig {
+/**
+ * Reads a checkpoint folder's `preprocessor_config.json`; `numMelBins` is the audio encoder's
+ * (config.json, parsed by the caller), which the feature size must equal.
+ */
+export function loadFeatureConfig(dir: string, numMelBins: number): FeatureConfig {
   const file = join(dir, 'preprocessor_config.json');
   let text: string;
   try {
@@ -99,7 +101,7 @@ export function loadFeatureConfig(dir: string): FeatureConfig {
   } catch (err) {
     throw new FeatureConfigError(`${file}: not valid JSON (${(err as Error).message})`);
   }
-  return parseFeatureConfig(json, loadModelConfig(dir).audio.numMelBins, file);
+  return parseFeatureConfig(json, numMelBins, file);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SafetensorsStore } from '../model/safetensors.ts';
-import { goldenPath } from '../testing/shared.ts';
-import { loadFeatureConfig, logMelSpectrogram } from './features.ts';
+import { SafetensorsStore } from '../engine/checkpoint/safetensors.ts';
+import { checkpointFeatureConfig, goldenPath } from '../testing/shared.ts';
+import { logMelSpectrogram } from './features.ts';
 import { mixToMono } from './normalize.ts';
 import { RESAMPLER_QUALITY, Resampler, resample } from './resample.ts';
 
@@ -118,7 +118,7 @@ test('close to the SoX HQ resampler of the golden MP3 case (waveform and log-mel
   assert.ok(snr > 70, `SNR against SoX HQ ${snr.toFixed(1)} dB`);
   // Features agree within the golden tolerance in every mel bin below ~7 kHz; the top bins sit
   // in the two filters' different roll-off regions.
-  const cfg = loadFeatureConfig(goldenPath('tiny-a', 'checkpoint'));
+  const cfg = checkpointFeatureConfig(goldenPath('tiny-a', 'checkpoint'));
   const { data, frames } = logMelSpectrogram(ours, cfg);
   const want = store.readFloat32('input_features');
   let lowBands = 0;

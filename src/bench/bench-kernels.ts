@@ -17,11 +17,11 @@
  */
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { parseModelConfig } from '../model/config.ts';
-import { DataType, GraphBuilder } from '../model/onnx/graph.ts';
-import { linearFromData, type WeightPrecision } from '../model/onnx/layers.ts';
-import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
-import { defaultInt8Kernel } from '../model/onnx/int8-kernel.ts';
+import { parseModelConfig } from '../engine/checkpoint/config.ts';
+import { DataType, GraphBuilder } from '../engine/runtime/onnx-graph.ts';
+import { linearFromData, type WeightPrecision } from '../engine/graphs/layers.ts';
+import { intraOpThreads } from '../engine/runtime/cpu-threads.ts';
+import { defaultInt8Kernel } from '../engine/runtime/int8-kernel.ts';
 import { referenceConfig } from '../tools/random-checkpoint.ts';
 
 const { values } = parseArgs({ options: { threads: { type: 'string', default: '0' } } });

@@ -5,10 +5,10 @@
  */
 import { parseArgs } from 'node:util';
 import { decodeAudio } from '../audio/decode.ts';
-import { AsrModel } from '../model/asr-model.ts';
-import { generateGreedy } from '../model/generate.ts';
-import { buildAsrPrompt } from '../model/prompt.ts';
-import { embedPrompt } from '../model/text-decoder.ts';
+import { AsrModel } from '../engine/asr/asr-model.ts';
+import { generateGreedy } from '../engine/thinker/generate.ts';
+import { buildAsrPrompt } from '../engine/text/prompt.ts';
+import { embedPrompt } from '../engine/thinker/prompt-embedding.ts';
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_SEGMENT_SECONDS, runTranscription } from '../pipeline/run-transcription.ts';
 import type { Quantization } from '../pipeline/types.ts';
 

@@ -12,8 +12,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
-import { thisProcessHugePages } from '../model/onnx/huge-pages.ts';
+import { intraOpThreads } from '../engine/runtime/cpu-threads.ts';
+import { thisProcessHugePages } from '../engine/runtime/huge-pages.ts';
 import { AUDIO_DIR, REPO_ROOT } from '../testing/shared.ts';
 
 const { values } = parseArgs({

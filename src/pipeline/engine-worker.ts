@@ -5,11 +5,11 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { decodeAudio } from '../audio/decode.ts';
-import { ForcedAligner } from '../aligner/aligner-model.ts';
-import { AsrModel } from '../model/asr-model.ts';
-import { type ModelLoadOptions } from '../model/thinker.ts';
-import { resolveCheckpoint } from '../model/checkpoint-resolve.ts';
-import { AbortError } from '../model/generate.ts';
+import { ForcedAligner } from '../engine/aligner/aligner-model.ts';
+import { AsrModel } from '../engine/asr/asr-model.ts';
+import { type ModelLoadOptions } from '../engine/thinker/thinker.ts';
+import { resolveCheckpoint } from '../engine/checkpoint/resolve.ts';
+import { AbortError } from '../engine/thinker/generate.ts';
 import { checkAudio, runTranscription } from './run-transcription.ts';
 import { PipelineError } from './types.ts';
 import type { FromWorker, SerializedError, ToWorker, WorkerConfig } from './worker-protocol.ts';

@@ -3,9 +3,9 @@
  * alignment -> merged result. Runs inside the engine worker; knows nothing of HTTP.
  */
 import { splitAtQuietPoints, type AudioSegment } from '../audio/segment.ts';
-import { type ForcedAligner } from '../aligner/aligner-model.ts';
-import { offsetItems } from '../aligner/timestamps.ts';
-import { type AsrModel } from '../model/asr-model.ts';
+import { type ForcedAligner } from '../engine/aligner/aligner-model.ts';
+import { offsetItems } from '../engine/aligner/timestamps.ts';
+import { type AsrModel } from '../engine/asr/asr-model.ts';
 import { joinSegmentTexts, mergeLanguages } from './merge.ts';
 import { PipelineError, type TranscribeOptions, type TranscriptionResult, type TranscriptSegment, type WordTimestamp } from './types.ts';
 

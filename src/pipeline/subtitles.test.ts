@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import webvtt from 'webvtt-parser';
 import SrtParser from 'srt-parser-2';
 import { buildCues, formatSrt, formatTimestamp, formatVtt, textWidth, type SubtitleCue, type SubtitleSegment } from './subtitles.ts';
-import { isKeptChar, splitWordUnits } from '../aligner/word-units.ts';
+import { isKeptChar, splitWordUnits } from '../engine/aligner/word-units.ts';
 import { AUDIO_DIR } from '../testing/shared.ts';
 import type { WordTimestamp } from './types.ts';
 

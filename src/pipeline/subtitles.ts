@@ -27,7 +27,7 @@
  * Cue times always stay inside their segment, never go backwards, and a very short cue is
  * stretched to `minCueSeconds` when the gap before the next cue allows it.
  */
-import { isKeptChar } from '../aligner/word-units.ts';
+import { isKeptChar } from '../engine/aligner/word-units.ts';
 import type { TranscriptSegment, WordTimestamp } from './types.ts';
 
 export interface SubtitleCue {

@@ -4,13 +4,9 @@
  * Nothing about HTTP appears here; response formats are built from TranscriptionResult.
  */
 
-export interface WordTimestamp {
-  /** The aligner's unit (a word, or one CJK character), punctuation removed. */
-  text: string;
-  /** Seconds from the start of the audio. */
-  start: number;
-  end: number;
-}
+import type { Device, Quantization, WordTimestamp } from '../engine/types.ts';
+
+export type { Device, Quantization, WordTimestamp };
 
 export interface TranscriptSegment {
   id: number;
@@ -79,9 +75,6 @@ export class PipelineError extends Error {
   }
 }
 
-export type Device = 'cpu' | `cuda` | `cuda:${number}`;
-export type Quantization = 'none' | 'int8' | 'int4';
-
 /** How to build a Transcriber (src/pipeline/transcriber.ts). */
 export interface TranscriberConfig {
   /** Checkpoint folder or Hugging Face repo id (resolved in the HF cache layout, downloaded if allowed). */
@@ -90,7 +83,7 @@ export interface TranscriberConfig {
   aligner?: string;
   device: Device;
   quant: Quantization;
-  /** ONNX Runtime intra-op threads (0 = one per physical core, model/onnx/cpu-threads.ts). */
+  /** ONNX Runtime intra-op threads (0 = one per physical core, engine/runtime/cpu-threads.ts). */
   threads: number;
   /** Segments decoded together as one batch. */
   maxBatchSize: number;

@@ -3,8 +3,8 @@
  * variable), starts loading the model in the background, and listens at once: /health says
  * "loading" until the model is ready, "unhealthy" (503) if loading failed.
  */
-import { intraOpThreads } from '../model/onnx/cpu-threads.ts';
-import { thisProcessHugePages } from '../model/onnx/huge-pages.ts';
+import { intraOpThreads } from '../engine/runtime/cpu-threads.ts';
+import { thisProcessHugePages } from '../engine/runtime/huge-pages.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import { buildApp } from './app.ts';
 import { EnvConfigError, parseEnvConfig, toTranscriberConfig, type ServerConfig } from './env-config.ts';

@@ -5,7 +5,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultInt8Kernel, type Int8Kernel } from '../model/onnx/int8-kernel.ts';
+import { loadFeatureConfig, type FeatureConfig } from '../audio/features.ts';
+import { loadModelConfig } from '../engine/checkpoint/config.ts';
+import { defaultInt8Kernel, type Int8Kernel } from '../engine/runtime/int8-kernel.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SHARED_DIR = process.env.QWEN3_ASR_SHARED ? resolve(process.env.QWEN3_ASR_SHARED) : resolve(REPO_ROOT, '..', 'shared');
@@ -14,6 +16,11 @@ export const AUDIO_DIR = join(SHARED_DIR, 'audio');
 
 export function goldenPath(...parts: string[]): string {
   return join(GOLDEN_DIR, ...parts);
+}
+
+/** A checkpoint folder's feature configuration, as the engine loads it (num_mel_bins from its config.json). */
+export function checkpointFeatureConfig(dir: string): FeatureConfig {
+  return loadFeatureConfig(dir, loadModelConfig(dir).audio.numMelBins);
 }
 
 export function readJson<T = any>(path: string): T {
@@ -101,7 +108,7 @@ export function roundHalfEven(v: number): number {
 
 /**
  * The integer kernels whose products must be exact on this machine: its own (the one models
- * load with) and u8u8, exact on every CPU (src/model/onnx/int8-kernel.ts).
+ * load with) and u8u8, exact on every CPU (src/engine/runtime/int8-kernel.ts).
  */
 export function exactInt8Kernels(): Int8Kernel[] {
   return [...new Set<Int8Kernel>([defaultInt8Kernel(), 'u8u8'])];

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { GOLDEN_DIR } from '../testing/shared.ts';
 import { join } from 'node:path';
-import { parseModelConfig } from '../model/config.ts';
+import { parseModelConfig } from '../engine/checkpoint/config.ts';
 import { CHECKPOINT_SIZES, DEFAULT_MAX_SHARD_BYTES, referenceConfig, writeRandomCheckpoint, type CheckpointSize } from './random-checkpoint.ts';
 
 const USAGE = `usage: npm run make-checkpoint -- (--size ${CHECKPOINT_SIZES.join('|')} | --config FILE) --out DIR [--seed N] [--tokenizer-from DIR] [--max-shard-size BYTES]

@@ -4,8 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadModelConfig, parseModelConfig } from '../model/config.ts';
-import { readSafetensorsHeader, SafetensorsStore } from '../model/safetensors.ts';
+import { loadModelConfig, parseModelConfig } from '../engine/checkpoint/config.ts';
+import { readSafetensorsHeader, SafetensorsStore } from '../engine/checkpoint/safetensors.ts';
 import { goldenPath, readJson, REPO_ROOT } from '../testing/shared.ts';
 import {
   checkpointTensors,

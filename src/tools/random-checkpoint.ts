@@ -21,8 +21,8 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
-import { convOutLength, parseModelConfig, type ModelConfig } from '../model/config.ts';
-import { floatToBf16Bits, writeSafetensors, type TensorToWrite } from '../model/safetensors.ts';
+import { convOutLength, parseModelConfig, type ModelConfig } from '../engine/checkpoint/config.ts';
+import { floatToBf16Bits, writeSafetensors, type TensorToWrite } from '../engine/checkpoint/safetensors.ts';
 
 export type CheckpointSize = '1.7b' | '0.6b' | 'aligner';
 export const CHECKPOINT_SIZES: readonly CheckpointSize[] = ['1.7b', '0.6b', 'aligner'];

@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isRepoId } from '../../model/hub-download.ts';
+import { isRepoId } from '../../engine/checkpoint/hub-download.ts';
 import { QWEN_LANGUAGES, resolveLanguage } from '../../pipeline/languages.ts';
 import type { TranscribeOptions, Transcriber } from '../../pipeline/types.ts';
 import type { ServerConfig } from '../env-config.ts';
