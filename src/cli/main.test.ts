@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import SrtParser from 'srt-parser-2';
 import webvtt from 'webvtt-parser';
 import { AUDIO_DIR, REPO_ROOT, goldenPath, readJson } from '../testing/shared.ts';
-import { subtitles, verboseJson } from '../pipeline/response-formats.ts';
+import { subtitles, verboseJson } from '../formats/response-formats.ts';
 import type { TranscriptionResult } from '../pipeline/types.ts';
 
 const BIN = join(REPO_ROOT, 'bin', 'qwen3-asr');

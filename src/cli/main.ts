@@ -16,7 +16,7 @@ import { resolveLanguage } from '../pipeline/languages.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import { DEFAULT_MAX_BATCH_SIZE } from '../pipeline/run-transcription.ts';
 import { PipelineError, type Device, type Quantization, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
-import { subtitles, verboseJson } from '../pipeline/response-formats.ts';
+import { subtitles, verboseJson } from '../formats/response-formats.ts';
 import { AudioDecodeError, decodeAudio } from '../audio/decode.ts';
 
 const DEFAULT_MODEL = 'Qwen/Qwen3-ASR-1.7B';

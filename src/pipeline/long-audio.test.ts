@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import SrtParser from 'srt-parser-2';
 import webvtt from 'webvtt-parser';
 import { decodeAudio } from '../audio/decode.ts';
-import { subtitles } from './response-formats.ts';
+import { subtitles } from '../formats/response-formats.ts';
 import { AUDIO_DIR, goldenPath } from '../testing/shared.ts';
 import { createTranscriber } from './transcriber.ts';
 import type { Transcriber, TranscriptionResult, TranscriptSegment } from './types.ts';

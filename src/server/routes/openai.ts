@@ -32,7 +32,7 @@ import {
   verboseJson,
   type ResponseFormat,
   type TimestampGranularity,
-} from '../../pipeline/response-formats.ts';
+} from '../../formats/response-formats.ts';
 import { bearerSecurity, errorResponses, openAiErrorSchema, plainText } from '../schemas.ts';
 import { readMultipartBody, setupUploads, type UploadedFile } from '../upload.ts';
 

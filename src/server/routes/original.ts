@@ -14,7 +14,7 @@ import type { ServerConfig } from '../env-config.ts';
 import { errorHandler, fastApiIssue, HttpError, type ValidationIssue } from '../errors.ts';
 import { bearerAuth, hooks, requireTranscriber } from '../hooks.ts';
 import { transcribeUpload } from '../jobs.ts';
-import { originalTranscription } from '../../pipeline/response-formats.ts';
+import { originalTranscription } from '../../formats/response-formats.ts';
 import { bearerSecurity, errorResponses } from '../schemas.ts';
 import { readMultipartBody, setupUploads, type UploadedFile } from '../upload.ts';
 

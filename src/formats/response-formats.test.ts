@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TranscriptionResult, TranscriptSegment } from './types.ts';
+import type { TranscriptionResult, TranscriptSegment } from '../pipeline/types.ts';
 import {
   compressionRatio,
   DeltaBuilder,

@@ -28,7 +28,7 @@
  * stretched to `minCueSeconds` when the gap before the next cue allows it.
  */
 import { isKeptChar } from '../engine/aligner/word-units.ts';
-import type { TranscriptSegment, WordTimestamp } from './types.ts';
+import type { TranscriptSegment, WordTimestamp } from '../pipeline/types.ts';
 
 export interface SubtitleCue {
   /** Seconds from the start of the audio. */

@@ -8,7 +8,7 @@ import SrtParser from 'srt-parser-2';
 import { buildCues, formatSrt, formatTimestamp, formatVtt, textWidth, type SubtitleCue, type SubtitleSegment } from './subtitles.ts';
 import { isKeptChar, splitWordUnits } from '../engine/aligner/word-units.ts';
 import { AUDIO_DIR } from '../testing/shared.ts';
-import type { WordTimestamp } from './types.ts';
+import type { WordTimestamp } from '../pipeline/types.ts';
 
 // The full entity table: the parser's built-in subset does not decode "&amp;" correctly.
 const entities = createRequire(import.meta.url)('webvtt-parser/html-entities.json') as Record<`&${string}`, string>;

@@ -4,10 +4,10 @@
  * Pure functions; the routes decide which one applies.
  */
 import { deflateSync } from 'node:zlib';
-import { toOpenAiLanguageName } from './languages.ts';
-import { joinSegmentTexts } from './merge.ts';
+import { toOpenAiLanguageName } from '../pipeline/languages.ts';
+import { joinSegmentTexts } from '../pipeline/merge.ts';
 import { buildCues, formatSrt, formatVtt } from './subtitles.ts';
-import type { TranscriptionResult, TranscriptSegment, WordTimestamp } from './types.ts';
+import type { TranscriptionResult, TranscriptSegment, WordTimestamp } from '../pipeline/types.ts';
 
 export const RESPONSE_FORMATS = ['json', 'text', 'srt', 'verbose_json', 'vtt'] as const;
 export type ResponseFormat = (typeof RESPONSE_FORMATS)[number];
