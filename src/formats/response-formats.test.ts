@@ -6,14 +6,13 @@ import {
   DeltaBuilder,
   openAiJson,
   originalTranscription,
-  segmentTextTokens,
   sseEvent,
   subtitles,
   verboseJson,
 } from './response-formats.ts';
 
 function segment(id: number, start: number, end: number, text: string, language = 'English', extra: Partial<TranscriptSegment> = {}): TranscriptSegment {
-  return { id, start, end, text, language, raw: `language ${language}<asr_text>${text}`, tokenIds: [11528, 6364, 151704, 100 + id, 151645], truncated: false, ...extra };
+  return { id, start, end, text, language, raw: `language ${language}<asr_text>${text}`, tokenIds: [11528, 6364, 151704, 100 + id, 151645], textTokenIds: [100 + id], truncated: false, ...extra };
 }
 
 const result: TranscriptionResult = {
@@ -46,13 +45,6 @@ test('original response: shape, processing_time, timestamps only when asked', ()
 
 test('json: text and duration usage in whole seconds', () => {
   assert.deepEqual(openAiJson(result), { text: result.text, usage: { type: 'duration', seconds: 10 } });
-});
-
-test('segment tokens: the text ids, without the language prefix and the stop token', () => {
-  assert.deepEqual(segmentTextTokens([11528, 6364, 151704, 9707, 1879, 151645]), [9707, 1879]);
-  assert.deepEqual(segmentTextTokens([9707, 1879, 151643]), [9707, 1879], 'forced language: no prefix generated');
-  assert.deepEqual(segmentTextTokens([9707, 1879]), [9707, 1879], 'truncated: no stop token');
-  assert.deepEqual(segmentTextTokens([]), []);
 });
 
 test('compression ratio: low for ordinary text, high for runaway repetition', () => {

@@ -55,20 +55,6 @@ export function openAiJson(result: TranscriptionResult) {
   return { text: result.text, usage: durationUsage(result) };
 }
 
-// Token ids of the Qwen3-ASR vocabulary (tokenizer_config.json; identical in every Qwen3-ASR
-// checkpoint): the model writes `language X<asr_text>` before the text and stops with one of
-// these end tokens.
-const ASR_TEXT_TOKEN_ID = 151704;
-const STOP_TOKEN_IDS = new Set([151645, 151643]);
-
-/** The ids of a segment's text: after `<asr_text>` when the model wrote the prefix, without the stop token. */
-export function segmentTextTokens(tokenIds: readonly number[]): number[] {
-  const tag = tokenIds.lastIndexOf(ASR_TEXT_TOKEN_ID);
-  const text = tokenIds.slice(tag + 1);
-  while (text.length > 0 && STOP_TOKEN_IDS.has(text[text.length - 1])) text.pop();
-  return text;
-}
-
 /**
  * Whisper's compression ratio (UTF-8 length / zlib-compressed length), the repetition signal
  * clients use to spot runaway decoding. 0 for empty text.
@@ -109,7 +95,7 @@ export function verboseSegment(segment: TranscriptSegment): VerboseSegment {
     start: roundSeconds(segment.start),
     end: roundSeconds(segment.end),
     text,
-    tokens: segmentTextTokens(segment.tokenIds),
+    tokens: segment.textTokenIds,
     temperature: 0,
     avg_logprob: 0,
     compression_ratio: compressionRatio(text),

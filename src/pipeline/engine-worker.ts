@@ -101,8 +101,10 @@ async function align(msg: Extract<ToWorker, { type: 'align' }>): Promise<void> {
     if (!aligner.languages.some((l) => l.toLowerCase() === msg.language.toLowerCase())) {
       throw new PipelineError('aligner_language_unsupported', `The forced aligner does not support ${msg.language}; it supports ${aligner.languages.join(', ')}.`);
     }
-    checkAudio(msg.samples);
-    const [r] = await aligner.align([{ samples: msg.samples, text: msg.text, language: msg.language }], { signal: ctrl.signal });
+    const samples = msg.path ? (await decodeAudio(msg.path)).samples : msg.samples!;
+    if (ctrl.signal.aborted) throw new AbortError();
+    checkAudio(samples);
+    const [r] = await aligner.align([{ samples, text: msg.text, language: msg.language }], { signal: ctrl.signal });
     send({ type: 'aligned', id: msg.id, items: r.items });
   } catch (err) {
     send({ type: 'error', id: msg.id, error: serializeError(err) });

@@ -120,6 +120,7 @@ export async function runTranscription(
         language: r.language,
         raw: r.raw,
         tokenIds: r.tokenIds,
+        textTokenIds: r.textTokenIds,
         truncated: r.truncated,
       };
       if (words[i]) seg.words = words[i];

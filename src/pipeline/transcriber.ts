@@ -218,6 +218,11 @@ class WorkerTranscriber implements Transcriber {
     return this.submit({ type: 'align', id, samples: samples.slice(), text, language }, opts);
   }
 
+  alignFile(path: string, text: string, language: string, opts: { signal?: AbortSignal } = {}): Promise<WordTimestamp[]> {
+    const id = this.nextId++;
+    return this.submit({ type: 'align', id, path, text, language }, opts);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -20,6 +20,8 @@ export interface TranscriptSegment {
   raw: string;
   /** Generated token ids, including the stop token when one was produced. */
   tokenIds: number[];
+  /** The ids of the text alone (no language prefix, no stop token): verbose_json's `tokens`. */
+  textTokenIds: number[];
   /** True when generation stopped at max_new_tokens instead of a stop token. */
   truncated: boolean;
   words?: WordTimestamp[];
@@ -127,5 +129,7 @@ export interface Transcriber {
   transcribeSamples(samples: Float32Array, opts?: TranscribeOptions): Promise<TranscriptionResult>;
   /** Aligns a given text to audio (forced aligner only), items in seconds. */
   align(samples: Float32Array, text: string, language: string, opts?: { signal?: AbortSignal }): Promise<WordTimestamp[]>;
+  /** Decodes an audio file (any format) and aligns a given text to it. */
+  alignFile(path: string, text: string, language: string, opts?: { signal?: AbortSignal }): Promise<WordTimestamp[]>;
   close(): Promise<void>;
 }

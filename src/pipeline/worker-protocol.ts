@@ -13,7 +13,7 @@ export interface JobOptions {
 export type ToWorker =
   | { type: 'load'; config: WorkerConfig }
   | { type: 'transcribe'; id: number; path?: string; samples?: Float32Array; options: JobOptions }
-  | { type: 'align'; id: number; samples: Float32Array; text: string; language: string }
+  | { type: 'align'; id: number; path?: string; samples?: Float32Array; text: string; language: string }
   | { type: 'cancel'; id: number }
   | { type: 'close' };
 

@@ -115,6 +115,10 @@ function conformance(set: GoldenSet): void {
         assert.equal(r.raw, c.decoded_text);
         assert.equal(r.language, c.parsed_language);
         assert.equal(r.text, c.parsed_text);
+        // The text's ids (verbose_json's `tokens`) decode to what follows `<asr_text>`, with no stop id.
+        const tag = r.raw.lastIndexOf('<asr_text>');
+        assert.equal(model.tokenizer.decode(r.textTokenIds, { skipSpecialTokens: false }), tag < 0 ? r.raw : r.raw.slice(tag + '<asr_text>'.length));
+        assert.deepEqual(r.tokenIds.slice(r.tokenIds.length - r.textTokenIds.length - (r.truncated ? 0 : 1), r.truncated ? undefined : -1), r.textTokenIds);
       });
     }
 

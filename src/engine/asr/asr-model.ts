@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { logMelSpectrogram } from '../../audio/features.ts';
 import { type MelFeatures } from '../thinker/audio-encoder.ts';
 import { generateGreedy, type GenerationOutput } from '../thinker/generate.ts';
-import { parseAsrOutput } from '../text/output-parser.ts';
+import { ASR_TEXT_TAG, parseAsrOutput } from '../text/output-parser.ts';
 import { buildAsrPrompt } from '../text/prompt.ts';
 import { embedPrompt } from '../thinker/prompt-embedding.ts';
 import { loadThinker, ThinkerModel, type ModelLoadOptions, type ThinkerParts } from '../thinker/thinker.ts';
@@ -31,6 +31,8 @@ export interface AsrResult {
   text: string;
   /** Generated ids, with the stop token when one was produced. */
   tokenIds: number[];
+  /** The ids of the text alone: after the generated `<asr_text>` (if any), without the stop token. */
+  textTokenIds: number[];
   truncated: boolean;
   audioTokens: number;
   promptIds: number[];
@@ -75,6 +77,17 @@ export class AsrModel extends ThinkerModel {
     readonly stopIds: Set<number>,
   ) {
     super(dir, parts);
+    this.asrTextId = parts.tokenizer.tokenToId(ASR_TEXT_TAG);
+  }
+
+  /** `<asr_text>`'s id in this checkpoint's vocabulary (undefined if it has none). */
+  private readonly asrTextId: number | undefined;
+
+  /** The ids of a generated sequence's text: after the model's `language X<asr_text>` prefix, without the stop token. */
+  textTokenIds(ids: readonly number[]): number[] {
+    const text = ids.slice(this.asrTextId === undefined ? 0 : ids.lastIndexOf(this.asrTextId) + 1);
+    while (text.length > 0 && this.stopIds.has(text[text.length - 1])) text.pop();
+    return text;
   }
 
   static async load(dir: string, opts: ModelLoadOptions): Promise<AsrModel> {
@@ -126,6 +139,7 @@ export class AsrModel extends ThinkerModel {
         language: parsed.language,
         text: parsed.text,
         tokenIds: o.ids,
+        textTokenIds: this.textTokenIds(o.ids),
         truncated: o.stopReason === 'max_new_tokens',
         audioTokens: audio[i].length / H,
         promptIds: prompts[i].ids,

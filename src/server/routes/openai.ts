@@ -11,11 +11,9 @@
  * - `chunking_strategy` and `include[]` are validated and accepted; segmentation is the
  *   server's own and no log-probabilities are returned.
  */
-import { existsSync } from 'node:fs';
-import { basename, isAbsolute } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isRepoId } from '../../engine/checkpoint/hub-download.ts';
+import { modelOwner, publicModelId } from '../../pipeline/engine-info.ts';
 import { QWEN_LANGUAGES, resolveLanguage } from '../../pipeline/languages.ts';
 import type { TranscribeOptions, Transcriber } from '../../pipeline/types.ts';
 import type { ServerConfig } from '../env-config.ts';
@@ -200,12 +198,6 @@ async function normaliseChunkingStrategy(request: FastifyRequest): Promise<void>
   }
 }
 
-/** The id clients see for MODEL_NAME: a repo id as is, a folder by its name. */
-export function modelId(modelName: string): string {
-  const isFolder = isAbsolute(modelName) || modelName.startsWith('.') || existsSync(modelName);
-  return !isFolder && isRepoId(modelName) ? modelName : basename(modelName);
-}
-
 export default async function openAiRoutes(app: FastifyInstance, opts: OpenAiRoutesOptions): Promise<void> {
   const { config, transcriber } = opts;
   await setupUploads(app);
@@ -217,8 +209,8 @@ export default async function openAiRoutes(app: FastifyInstance, opts: OpenAiRou
   if (auth) app.addHook('onRequest', auth);
   const security = config.apiKey ? { security: bearerSecurity } : {};
 
-  const id = modelId(config.modelName);
-  const model = { id, object: 'model', created: opts.createdAt, owned_by: isRepoId(id) ? id.split('/')[0].toLowerCase() : 'local' };
+  const id = publicModelId(config.modelName);
+  const model = { id, object: 'model', created: opts.createdAt, owned_by: modelOwner(id) };
   const modelSchema = {
     type: 'object',
     required: ['id', 'object', 'created', 'owned_by'],
