@@ -11,7 +11,7 @@
  * once at the end. Two frames share one complex FFT (the real frame a goes in the real part, b
  * in the imaginary part; A[k] = (Z[k] + conj Z[n−k])/2, B[k] = (Z[k] − conj Z[n−k])/2i), and
  * the mel projection walks only each filter's non-zero bins: 60 s of audio takes ~0.1 s on one
- * core, a 20-minute segment ~1.5 s.
+ * core, a 20-minute segment ~1.5 s (on an Intel Xeon VM with AMX, 2 vCPUs).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -13,7 +13,8 @@
  * - against the golden MP3 case (resampled by SoX `rate -h`, 95 % bandwidth): waveform SNR
  *   ≈ 77 dB, log-mel features within 1e-4 in every bin below 7 kHz; the top four mel bins
  *   differ by up to ~0.012 because the two filters roll off differently above 7.3 kHz.
- * - speed: ~70–80× real time for 44.1/48 kHz sources on one core (10 min in ~8 s); that is
+ * - speed: ~70–80× real time for 44.1/48 kHz sources on one core of an Intel Xeon VM with AMX
+ *   (10 min in ~8 s); that is
  *   why decode.ts lets ffmpeg's native soxr resample whenever ffmpeg decodes.
  *
  * The ratio is reduced to L/M (44.1 kHz → 16 kHz: 160/441). When L is small enough the filter

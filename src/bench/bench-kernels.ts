@@ -4,11 +4,12 @@
  * step — per layer q, k and v from one input, o, gate, up and down, then the output head
  * (shapes from the released model's config.json) — chained with no attention, norms or cache,
  * 596 MB of int8 (pseudo-random values: speed does not depend on them). So many distinct
- * bytes stream from memory as a real step's do; a smaller chain would sit in a large L3 (the
- * seventh session's VM reported 480 MB) and measure the cache instead.
+ * bytes stream from memory as a real step's do; a smaller chain would sit in a large L3 (an
+ * Intel Xeon VM with AMX, 2 vCPUs, reports 480 MB) and measure the cache instead.
  *
  * - one row, W8A8 (QUANT=int8's product everywhere) and 4-bit MatMulNBits (QUANT=int4's for
- *   steps of 1–3 sequences, 1–2 with AMX): the floor of a 0.6B batch-1 decode step;
+ *   steps of up to 2 sequences with AMX, else 3 on one thread and 6 on two or more): the
+ *   floor of a 0.6B batch-1 decode step;
  * - 3 and 8 rows against 1 (W8A8, as batches decode): how far batch-8 decoding can beat batch
  *   1 at all, even with no attention, no cache and no host work: b8/b1 ≤ 8 / that ratio;
  * - 512 rows (W8A8): the integer rate that prompts and the encoder can reach.

@@ -63,17 +63,18 @@ async function timedGeneration(prompt: { embeds: Float32Array; length: number },
     Array.from({ length: batch }, () => ({ embeds: prompt.embeds, length: prompt.length, maxNewTokens: newTokens })),
     { stopIds: new Set(), onStep: () => stamps.push(now()) },
   );
-  // The median step, not the mean: this VM's neighbours stall single steps by 2x now and then.
+  // The median step, not the mean: on a shared VM, neighbours stall single steps by 2x now and then.
   const gaps = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
   return { prefill: stamps[0] - start, perStep: gaps[gaps.length >> 1] };
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 /**
  * Batch 1 and batch 8 after one prompt, measured `rounds` times in alternation; each rate from
- * the median of its rounds. This VM's neighbours slow it down for seconds to minutes at a time: a
- * single measurement of each once put 1.7B int4 batch 8 at 9.8 tokens/s (816 ms a step)
- * where runs before and after measured 42-57, and a ratio of two single measurements can
- * land one in a slow period and the other not; alternating rounds share them out.
+ * the median of its rounds. On a shared VM, neighbours slow it down for seconds to minutes at a
+ * time: a single measurement can read 1.7B int4 batch 8 at 9.8 tokens/s (816 ms a step) where
+ * runs before and after read 42-57 (on an AMD EPYC Zen 5 VM, 2 vCPUs), and a ratio of two
+ * single measurements can land one in a slow period and the other not; alternating rounds
+ * share them out.
  */
 async function batchRates(prompt: { embeds: Float32Array; length: number }, rounds: number) {
   const runs = { b1: [] as { prefill: number; perStep: number }[], b8: [] as { prefill: number; perStep: number }[] };
@@ -103,7 +104,7 @@ const endToEnd = now() - t;
 
 // The same recording through the pipeline with its defaults: cut at quiet points into
 // segments of at most DEFAULT_SEGMENT_SECONDS, decoded as one batch. Three runs, the median
-// reported (this VM's neighbours slow single runs by up to 2x); all three are in the JSON.
+// reported (on a shared VM, neighbours slow single runs by up to 2x); all three are in the JSON.
 const pipelineRuns: number[] = [];
 let piped: Awaited<ReturnType<typeof runTranscription>> | undefined;
 for (let i = 0; i < 3; i++) {

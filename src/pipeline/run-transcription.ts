@@ -20,7 +20,7 @@ export const MIN_AUDIO_SECONDS = 0.1;
 export const DEFAULT_SEGMENT_SECONDS = 20;
 /**
  * Default number of segments decoded together. The batch graph's int8 products cost nearly
- * the same for 1 and 16 rows (text-decoder.ts), so wide batches are almost free until the
+ * the same for 1 and 16 rows (engine/thinker/precision.ts), so wide batches are almost free until the
  * KV cache traffic catches up (per token and row, 0.06 MB in int8 and 0.23 MB in fp32 for
  * both the 1.7B and the 0.6B model: 28 layers × keys and values × 8 heads × 128).
  */
@@ -29,7 +29,7 @@ export const DEFAULT_MAX_BATCH_SIZE = 16;
 export const ALIGNER_SEGMENT_SECONDS = 180;
 
 export interface PipelineSettings {
-  /** Longest segment without timestamps (see README "Long recordings" for how it was chosen). */
+  /** Longest segment without timestamps (README "Long recordings" explains the choice). */
   segmentSeconds: number;
   maxBatchSize: number;
   /** Explicit cap per segment; the budget otherwise grows with duration. */

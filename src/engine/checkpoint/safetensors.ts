@@ -283,8 +283,9 @@ export class SafetensorsStore {
     const words = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength >> 1) : new Uint16Array(new Uint8Array(raw).buffer);
     // A word is Inf or NaN when its exponent bits are all ones. Checked two words at a time
     // through 32-bit reads: a word's exponent bits e ≤ mask, and e + (mask's lowest bit)
-    // reaches bit 15 only when e = mask, without carrying into the other word. The 1.7B
-    // checkpoint's 2.35 G words took 6.6 s one word at a time (a CPU profile of a first load).
+    // reaches bit 15 only when e = mask, without carrying into the other word. One word at a
+    // time, the 1.7B checkpoint's 2.35 G words take 6.6 s of a first load (CPU profile, on an
+    // AMD EPYC Zen 3 VM, 2 vCPUs).
     const mask = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
     const pair = (mask << 16) | mask;
     const carry = ((mask & -mask) << 16) | (mask & -mask);

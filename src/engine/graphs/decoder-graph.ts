@@ -16,13 +16,14 @@
  * [B, kvH, S, hd] — or, with an int8 cache, the new rows already quantised in the cache's
  * layouts: new_key.i int8 [B, kvH, hd, S], new_value.i int8 [B, kvH, S, hd] and their scales
  * new_key_scale.i / new_value_scale.i [B, kvH, S, 1] (quantising 29 M values of a 512-row
- * 0.6B prompt pass on the host took ~0.5 s; in the graph it is a few elementwise passes, and
- * the outputs copied back are a quarter of the bytes). The singlePosition form has no new_mask and returns fp32 rows
+ * 0.6B prompt pass on the host takes ~0.5 s on an Intel Xeon VM with AMX, 2 vCPUs; in the
+ * graph it is a few elementwise passes, and the outputs copied back are a quarter of the
+ * bytes). The singlePosition form has no new_mask and returns fp32 rows
  * [B, kvH, 1, hd] for the host to quantise (57,344 values a step for one 0.6B sequence).
  *
  * Why attention is split into a "past" and a "new" part instead of concatenating the KV
  * cache: onnxruntime-node copies every output into a fresh buffer, so a graph that returns
- * the whole grown cache copies it on every token (docs/onnxruntime-node.md §3). Here the host
+ * the whole grown cache copies it on every token (../shared/docs/onnxruntime-node.md §3). Here the host
  * owns the cache (inputs are passed without copies), the graph returns only the new rows,
  * and scores against the past and the new keys are computed separately and joined before a
  * single softmax, so no cache-sized tensor is ever copied inside the graph either.
@@ -46,7 +47,7 @@ export interface DecoderGraphOptions {
   headRows: number;
   /** Name of the head weight: the embedding when tied, else thinker.lm_head.weight. */
   headWeight: string;
-  /** How the host stores the past (text-decoder.ts KvCacheFormat); default fp32. */
+  /** How the host stores the past (runtime/kv-cache.ts KvCacheFormat); default fp32. */
   kvCache?: 'fp32' | 'int8';
   /**
    * The integer kernel an int8 cache's attention products are built for (int8-kernel.ts;
@@ -59,7 +60,7 @@ export interface DecoderGraphOptions {
    * what S = 1 makes unnecessary: the new-position mask (a position always sees itself), the
    * transposes between [B, S, heads, hd] and [B, heads, S, hd] (the same bytes when S = 1),
    * the shape arithmetic (shapes are constants but for the batch), and, with an int8 cache,
-   * the quantisation of the new keys and values (the host quantises them, text-decoder.ts
+   * the quantisation of the new keys and values (the host quantises them, runtime/kv-cache.ts
    * quantizeVectorsInt8: 2·kvH vectors of hd per row and layer) — it attends to its own new
    * position in fp32. Inputs: no new_mask, past_mask [B, 1, g, P]; outputs new_key.i and
    * new_value.i are fp32 [B, kvH, 1, hd] whatever the cache format.

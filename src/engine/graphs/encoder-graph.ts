@@ -79,8 +79,8 @@ export function buildConvStemGraph(g: GraphBuilder, store: SafetensorsStore, cfg
     rows = reshape(g, transpose(g, x, [0, 3, 1, 2]), [-1, C * F]);
   }
   // The projection of each token's C·F conv outputs to the model width follows the stem's
-  // form: with W8A8 convolutions it is a W8A8 product too (as fp32 Gemm it took 8.5 of the
-  // 62 ms a run of four 0.6B chunks spent, profiled).
+  // form: with W8A8 convolutions it is a W8A8 product too (as an fp32 Gemm it takes 8.5 ms of
+  // a 62 ms run of four 0.6B chunks, on an AMD EPYC Zen 4 VM, 2 vCPUs).
   const proj = linear(g, store, rows, `${PREFIX}.conv_out`, cfg.dModel, C * F, false, { precision: precision === 'w8a8' ? 'w8a8' : 'fp32', int8Kernel });
   // Back to [n, T', D] using the input's chunk count and the conv output length.
   const nT = g.op('Shape', [chunks], { start: 0, end: 1 });
@@ -138,14 +138,14 @@ function firstConvChannelsLast(g: GraphBuilder, chunks: string, conv: { name: st
  * come from the pixels' own maxima (nine per patch) rather than from an Abs pass over the
  * nine-times-larger patches.
  *
- * Measured (AMD EPYC, 2 threads): a profiled run of four 1 s chunks, 0.6B, took 68 ms against
- * 94 ms for the previous form, nine products of K = 480 (one per tap, over strided views of
- * per-pixel int8 input; the products alone took 52 ms, their fp32 Sum 10), and 96 ms for
- * patches built by Slice and Concat instead of one Gather. The pipeline's three segments of a
- * 60 s recording through the whole encoder, old and new form alternating in one process:
- * 0.6B median 1.79 s against 2.01 s (new faster in 7 of 8), 1.7B 2.20 s against 2.72 s (5 of 6).
- * A patch's scale covers nine pixels instead of one: tiny-a's stem against fp32 0.19% / 0.20%
- * (0.16% / 0.17% before; the test's bound is 0.5%).
+ * One product over patches beats nine per-tap products of K = 480 (over strided views of
+ * per-pixel int8 input), and one Gather beats building the patches by Slice and Concat: on an
+ * AMD EPYC Zen 4 VM, 2 threads, a run of four 1 s chunks of the 0.6B model takes 68 ms against
+ * 94 ms per tap and 96 ms with Slice and Concat, and the three pipeline segments of a 60 s
+ * recording go through the whole 0.6B encoder in 1.79 s against 2.01 s per tap.
+ * A patch's scale covers nine pixels instead of one, which costs little accuracy: tiny-a's stem
+ * is within 0.19% / 0.20% of fp32 (0.16% / 0.17% with per-pixel scales; the test's bound is
+ * 0.5%).
  */
 export function conv3x3Stride2W8A8(g: GraphBuilder, x: string, name: string, w: Float32Array, bias: Float32Array, cin: number, cout: number, height: number, int8Kernel: Int8Kernel): string {
   const outH = strideTwoOut(height);

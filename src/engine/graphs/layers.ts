@@ -15,7 +15,7 @@ import { defaultInt8Kernel, int8Offset, type Int8Kernel } from '../runtime/int8-
  * w8a8: int8 per-channel weights and int8 per-row activations quantised on the fly, through
  * MatMulInteger, which ONNX Runtime runs on the CPU's int8 matrix units (AMX/VNNI): 2-5x
  * faster than MatMulNBits for many rows (prompts, the audio encoder), and as fast for one row
- * as 8-bit MatMulNBits (thinker.ts precisionsFor).
+ * as 8-bit MatMulNBits (thinker/precision.ts precisionsFor).
  */
 export type WeightPrecision = 'fp32' | 'int8' | 'int4' | 'w8a8';
 
@@ -28,26 +28,21 @@ export interface LinearOptions {
 }
 
 /**
- * Block sizes of the quantised weights, measured with onnxruntime-node 1.30 on this
- * project's 2-core machine (2048×6144 weight, best of several runs, ms per product):
+ * Block sizes of the quantised MatMulNBits weights.
  *
- * | rows | int8/32 | int8/128 | int4/32 | int4/128 |
- * |---|---|---|---|---|
- * | 1 (decode, batch 1) | 1.64 | 0.91 | 0.73 | 0.56 |
- * | 8 (decode, batch 8) | 2.68 | 2.04 | 1.36 | 1.83 |
- * | 128 | 34.3 | 23.4 | 33.3 | 16.9 |
- * | 512 (prompt) | 82.4 | 55.9 | 86.0 | 67.4 |
- *
- * int8 uses 128: fastest nearly everywhere, and 8 bits leave accuracy to spare (tiny-a
- * logits within 3% of fp32 either way); since the seventh session QUANT=int8 uses W8A8
- * instead, and 8-bit MatMulNBits remains only for explicit precision overrides.
- * int4 (QUANT=int4's steps of 1–3 sequences, 1–2 with AMX) uses 64 since the seventh session: 1.7B steps at
- * 275 positions took 61.8–65.2 ms against 69.1–70.2 ms with blocks of 32 (alternating runs,
- * the Intel VM with AMX); on tiny-a the one-row logit error against fp32 rose from 0.203 to
- * 0.238 while greedy tokens 2–6 agreed with fp32 in 64 of 90 cases against 56 (random
- * weights: both within noise). 64 is a common 4-bit group size (MLX's default); 128 was
- * tried in the first session (tiny-a first-token agreement 13/18 → 3/18, when prompts too ran
- * through MatMulNBits — on tiny-a's 64-wide rows that was a block of 64 as well).
+ * int8 uses 128: faster than blocks of 32 at nearly every row count (2048×6144 weight, on an
+ * Intel Xeon VM with AMX, 2 vCPUs, onnxruntime-node 1.30: 0.91 against 1.64 ms for one row,
+ * 55.9 against 82.4 ms for 512), and 8 bits leave accuracy to spare (tiny-a logits within 3%
+ * of fp32 either way). QUANT=int8 itself uses W8A8 (thinker/precision.ts precisionsFor);
+ * 8-bit MatMulNBits serves only explicit precision overrides.
+ * int4 (QUANT=int4's step graph: steps of up to 2 sequences with AMX, else 3 on one thread
+ * and 6 on two or more; thinker/precision.ts stepGraphRowsFor) uses 64: 1.7B steps at 275
+ * positions take about 63 ms against 70 ms with blocks of 32 (on an Intel Xeon VM with AMX,
+ * 2 vCPUs), while on tiny-a the one-row logit error against fp32 is 0.238 against 0.203 and
+ * greedy tokens 2–6 agree with fp32 in 64 of 90 cases against 56 (random weights: both within
+ * noise). 64 is a common 4-bit group size (MLX's default). Prompts never run through 4-bit
+ * weights: with 4-bit prompts tiny-a's first tokens agree with fp32 in 3 of 18 cases against
+ * 13, so prompts run W8A8 and only the step graph's one-to-few-row products use 4-bit blocks.
  */
 export const DEFAULT_BLOCK_SIZE: Record<'int8' | 'int4', number> = { int8: 128, int4: 64 };
 
@@ -71,7 +66,7 @@ export function matrixWeight(g: GraphBuilder, store: SafetensorsStore, name: str
  * y = x·Wᵀ (+ b) for a PyTorch-layout weight W [n, k]. fp32 uses Gemm(transB=1), which ONNX
  * Runtime pre-packs at session creation; int8/int4 use MatMulNBits with accuracy_level 4
  * (int8 activations): the fp32-compute fallback of 8-bit MatMulNBits is ~60x slower
- * (docs/onnxruntime-node.md §3).
+ * (../shared/docs/onnxruntime-node.md §3).
  */
 export function linearFromData(
   g: GraphBuilder,
@@ -118,7 +113,8 @@ export function linearFromData(
  * node costs more than its arithmetic): one QuantizeLinear (a block of k per row) quantises the
  * input, and one MatMulIntegerToFloat applies the row scales and the channel scales inside
  * the product, whose output is then written once (plus the bias Add, if any) — 8 nodes where
- * the first form had 12 (Div/Round/Add/Cast for the input, Cast/Mul/Mul on the output).
+ * quantising and scaling with separate elementwise nodes takes 12 (Div/Round/Add/Cast for the
+ * input, Cast/Mul/Mul on the output).
  */
 function w8a8Linear(g: GraphBuilder, x: string, name: string, w: MatrixValues, n: number, k: number, bias: Float32Array | undefined, kernel: Int8Kernel): string {
   return w8a8Product(g, quantizeActivations(g, x, k), name, w, n, k, bias, kernel);
@@ -194,8 +190,8 @@ export function linear(
  *   blocks), but one product instead of several small ones — for a single decoded token,
  *   per-call overhead is a large part of each small product;
  * - W8A8 (many-row passes) quantises the input once and runs one product per layer on it:
- *   a Split would copy every output (a 512-row 0.6B prompt pass copied 10,240 floats a row
- *   per layer, ~4% of the pass in a profile), while the products lose nothing by being
+ *   a Split would copy every output (in a 512-row 0.6B prompt pass, 10,240 floats a row per
+ *   layer, ~4% of the pass in a profile), while the products lose nothing by being
  *   separate at hundreds of rows.
  */
 export function linearGroup(

@@ -1,7 +1,7 @@
 /**
  * The CPU's feature flags, as Linux's /proc/cpuinfo names them: what the engine's choices
  * that depend on the machine read (the integer kernel, int8-kernel.ts; which decoder graph
- * runs steps of small batches, text-decoder.ts).
+ * runs steps of small batches, thinker/precision.ts stepGraphRowsFor).
  */
 import { readFileSync } from 'node:fs';
 

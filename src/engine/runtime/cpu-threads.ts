@@ -4,19 +4,17 @@
  *
  * Why not ONNX Runtime's own default (intraOpNumThreads 0): on Linux it is half the logical
  * CPUs (std::thread::hardware_concurrency() / 2, which assumes two hyperthreads per core;
- * microsoft/onnxruntime#13974), so on the 2-vCPU VMs this project is measured on, two cores
- * without hyperthreads, every session ran on one thread while the other core sat idle (user
- * time equal to wall time through a whole transcription). Counted here from what Linux
- * reports, on the AMD Zen 5 VM: the weight products of one 0.6B decoder step took 16.6–17.0 ms
- * a row on two threads against 24.1–26.2 ms on one, 512 rows ran at 973–984 GOP/s against
- * 580–625 (bench runs of the same two days), and the 60 s recording went through the 0.6B
- * int8 pipeline in 5.6–5.8 s against 8.2–8.4 s (one process each, one after the other).
+ * microsoft/onnxruntime#13974), so on a 2-vCPU VM whose vCPUs are two cores without
+ * hyperthreads every session would run on one thread while the other core sits idle. Counted
+ * here from what Linux reports, both cores work: on an AMD EPYC Zen 5 VM, 2 vCPUs, the 60 s
+ * benchmark recording goes through the 0.6B int8 pipeline in about 5.7 s on two threads against
+ * 8.3 s on one (docs/benchmarks.md has the per-product figures).
  *
  * Physical cores, not logical CPUs, as ONNX Runtime means to count: two hyperthreads share one
  * core's vector units and its memory bandwidth, which is what these products are bound by. A CPU
  * quota (what `docker run --cpus` sets: cgroup v2 `cpu.max`, or v1's CFS quota) caps the count: threads
- * beyond the quota only wait for each other (more threads than cores made every product
- * 2–3x slower here).
+ * beyond the quota only wait for each other (more threads than cores make every product
+ * 2–3x slower on an AMD EPYC Zen 5 VM, 2 vCPUs).
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';

@@ -19,7 +19,8 @@ const MAX_RESERVE = 1024;
  *   transposed to [B, kvH, hd, cap] so the graph's integer product needs no transpose, values
  *   [B, kvH, cap, hd]; scales [B, kvH, cap]. A quarter of the bytes: at batch 8 and 800
  *   positions a 1.7B step reads 0.38 GB of cache instead of 1.53 GB, and attention over it
- *   took 39 ms instead of 107 (MatMulInteger vs fp32 MatMul, 2 threads, this machine).
+ *   takes 39 ms instead of 107 (MatMulInteger vs fp32 MatMul, 2 threads, on an Intel Xeon VM
+ *   with AMX, 2 vCPUs).
  *   For the u8u8 integer kernel (int8-kernel.ts) the bytes hold each value + 128 and go to
  *   the graph as uint8 (KvCache.zeroPoint); the arrays stay Int8Array views of those bytes.
  */
@@ -85,9 +86,9 @@ export class KvCache {
    * Widens every head row to `cap` positions, keeping the `len` stored so far.
    *
    * Why not a fresh array per growth: steps grow the cache every CACHE_STEP positions, and
-   * first-touching a fresh cache-sized array each time cost more in page faults than the copy
-   * (batch 8, 0.6B, 275 positions: 62–100 ms of faults in 106–133 ms a growth; 185–236 ms at
-   * 792 positions, i.e. 2–4 ms a step). Instead each kind of array (keys, values, their
+   * first-touching a fresh cache-sized array each time costs more in page faults than the copy
+   * (batch 8, 0.6B, 275 positions: 62–100 ms of a 106–133 ms growth are page faults, on an AMD
+   * EPYC Zen 3 VM, AVX2 without VNNI, 2 vCPUs). Instead each kind of array (keys, values, their
    * scales) is one buffer for all layers with room for twice the stride, layer after layer;
    * until that room is used up a growth moves rows up inside each layer's region (widenRows),
    * which touches only the pages the wider rows reach. One buffer of all layers is also
@@ -129,8 +130,9 @@ export class KvCache {
   /**
    * Makes room for `positions` per head row (a prompt and the most tokens it may generate),
    * so growing up to that many moves rows only inside their regions, never to a new buffer
-   * (batch 8, 0.6B: 300–400 ms each time at 400–450 positions). Room beyond the current
-   * length is capped at MAX_RESERVE positions; past it growth doubles the room as usual.
+   * (which at 400–450 positions costs 300–400 ms each time for batch 8 of the 0.6B model, on
+   * an AMD EPYC Zen 3 VM, 2 vCPUs). Room beyond the current length is capped at MAX_RESERVE
+   * positions; past it growth doubles the room as usual.
    * Reserved pages that are never reached are never touched (see reallocate).
    */
   reserve(positions: number): void {

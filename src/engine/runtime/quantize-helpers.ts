@@ -1,7 +1,7 @@
 /**
  * Helper threads for the quantisers a first load spends most of its own time in (a CPU
- * profile of a 1.7B int8 first load: 11.8 s of 31.8 s in quantizePerChannelInt8, on one
- * thread while the other core idled). A load turns them on for its duration
+ * profile of a 1.7B int8 first load on one thread: 11.8 s of 31.8 s in quantizePerChannelInt8
+ * while the other core idles, on an AMD EPYC Zen 5 VM, 2 vCPUs). A load turns them on for its duration
  * (useQuantizeHelpers with the load's thread count, THREADS or one per core; then
  * stopQuantizeHelpers). Each pass is split across the calling thread and one
  * helper per further thread: for quantizePerChannelInt8
@@ -10,9 +10,9 @@
  * output is the same, byte for byte (quantize.test.ts; the graph files of 1.7B int8 and int4
  * first loads compared equal with and without helpers).
  *
- * Measured on the AMD Zen 5 VM (2 cores, so one helper), first loads of the 1.7B checkpoint
- * with an empty graph cache, alternating: int8 28.7 and 20.4 s against 34.1 and 32.5 s on one
- * thread; int4 (two decoder graphs) 34.3 and 34.4 s against 51.6 and 46.8 s.
+ * On an AMD EPYC Zen 5 VM, 2 vCPUs (so one helper), a first load of the 1.7B checkpoint with
+ * an empty graph cache takes about 34 s for int4 (two decoder graphs) against 47–52 s on one
+ * thread, and 20–29 s for int8 against 33–34 s.
  *
  * The graph builders are synchronous, so the calling thread waits for its helpers with
  * Atomics.wait, which needs the matrix and the outputs in shared memory: runtime/scratch.ts
@@ -22,16 +22,17 @@
  * thread. They are unref'd: an idle helper never keeps the process alive. A load stops them
  * when it is done: an idle helper's heap still refers to the last
  * buffers it was handed, and nothing makes it collect them, so the load's scratch buffers
- * outlived the load (a bench process that loads the 0.6B model twice peaked 300 MB higher).
+ * would outlive the load (a bench process that loads the 0.6B model twice would peak 300 MB
+ * higher).
  */
 import { Worker } from 'node:worker_threads';
 import { runQuantizePass, setParallelRunner, type QuantizeJob, type QuantizePass } from './quantize.ts';
 
 /** Matrices of fewer values are quantised on the calling thread (a pass costs less than a hand-over). */
 const MIN_VALUES = 1 << 20;
-/** How long helpers may take to start (loading the TypeScript hooks in a fresh thread takes ~0.2 s). */
+/** How long helpers may take to start (loading the TypeScript hooks in a fresh thread takes ~0.2 s on an AMD EPYC Zen 5 VM). */
 const READY_MS = 20_000;
-/** How long one pass of one helper may take (the 1.7B head, 311 M values, takes ~2 s on one thread). */
+/** How long one pass of one helper may take (the 1.7B head, 311 M values, takes ~2 s on one thread of an AMD EPYC Zen 5 VM). */
 const PASS_MS = 120_000;
 
 /** What a helper is sent: the job (typed arrays over shared memory), its pass and range, and where to say it is done. */

@@ -2,22 +2,18 @@
  * Block quantisation: the packing matches MatMulNBits, and the measured error of int8 / int4
  * weights against fp32, on single matrices and on the whole tiny-a model's logits.
  *
- * Bounds measured on this machine (tiny-a, all 18 cases, worst relative L2 error of the
- * logits against fp32):
- *   batch graph (prompts and batched steps; W8A8 projections and head, both settings):
- *     0.030 (prompt) / 0.036 (batched step; 17 cases — in one, the batch's first token
- *     differs from fp32's, a near-tie of the random weights, so its second step is not comparable)
- *   step graph (one row; MatMulNBits projections and head): int8 0.036, int4 0.200
- * Re-measured in the sixth session (patch convolutions in the encoder; all 18 first tokens
- * agree): prompt 0.032, batched step 0.031, step graph int8 0.031, int4 0.203.
- * Since the seventh session QUANT=int8 is W8A8 throughout (one decoder graph; thinker.ts
- * precisionsFor): its single step measured 0.0306, on the same graph as its batched steps.
- * int4's step graph moved to blocks of 64 then (graphs/layers.ts DEFAULT_BLOCK_SIZE): its
- * single step measured 0.238 (0.203 with blocks of 32); bound 0.30.
+ * The bounds come from the worst relative L2 error of tiny-a's logits against fp32 over all
+ * 18 cases:
+ *   batch graph (prompts and batched steps; W8A8 projections and head, both settings): about
+ *     0.032 (prompt) / 0.031 (batched step)
+ *   one-row steps: QUANT=int8 is W8A8 throughout (one decoder graph; thinker/precision.ts
+ *     precisionsFor), so its single step runs on the same graph as its batched steps: 0.031.
+ *     int4's step graph (MatMulNBits projections and head, blocks of 64, graphs/layers.ts
+ *     DEFAULT_BLOCK_SIZE): 0.238 (0.203 with blocks of 32).
  * Both settings keep the KV cache in int8 and compute attention with int8 products (queries
  * and probabilities quantised per row, keys and values per position), for the prompt's own
  * positions as for the cache.
- * The bounds leave 25-30% headroom over those measurements (0.045 over 0.036, 0.30 over 0.238). (The tiny model's random
+ * The bounds leave headroom over those errors (0.045 over 0.032, 0.30 over 0.238). (The tiny model's random
  * Gaussian weights are a hard case for 4 bits: a single random 256×256 matrix already loses 8%
  * to round-to-nearest int4 with blocks of 32; test models are
  * only 64 wide, so blocks of 64 hold whole rows there.)

@@ -216,7 +216,8 @@ const TRANSPOSE_TILE = 128;
  * From bf16 words the result is the same, bit for bit, without a float32 copy of the matrix:
  * the row maxima come from the words themselves (a finite bf16's magnitude bits order as its
  * value does) and each value is looked up as it is quantised. The 0.6B embedding (151,936 ×
- * 1024) took 2.1 s this way against 3.0–3.6 s read as float32 and then quantised. The
+ * 1024) takes 2.1 s this way against over 3 s read as float32 and then quantised (on an AMD
+ * EPYC Zen 3 VM, AVX2 without VNNI, 2 vCPUs). The
  * weights go to the start of `into` when given, else to a fresh array.
  */
 export function quantizePerChannelInt8(w: MatrixValues, n: number, k: number, offset: 0 | 128 = 0, into?: Uint8Array): { weights: Int8Array; scales: Float32Array } {
@@ -283,7 +284,8 @@ export function perChannelScales(job: PerChannelJob, r0: number, r1: number): vo
     let maxAbs = 0;
     if (f32) {
       // Math.abs, not a sign test: on random-signed weights the branch mispredicts half the
-      // time (the 0.6B head, 155 M values: 1.07 s against 0.37 s for this pass).
+      // time (the 0.6B head, 155 M values: 0.37 s for this pass against 1.07 s with a sign
+      // test, on an Intel Xeon VM with AMX, 2 vCPUs).
       for (let i = 0; i < k; i++) {
         const a = Math.abs(f32[base + i]);
         if (a > maxAbs) maxAbs = a;
@@ -314,11 +316,10 @@ export function perChannelTranspose(job: PerChannelJob, c0: number, c1: number):
   const table = bf16Values();
   // The transpose goes tile by tile, so the output lines a tile writes stay in cache while
   // all its rows fill them (the output row stride is n bytes: one byte per cache line per
-  // input value). Tiles of 32 took a 6144 × 2048 float32 weight from 99–117 ms row by row to
-  // 42–63 ms (seventh session's Intel VM; only the 151,936 × 1024 head was a little slower,
-  // 531–608 ms against 462–507). From bf16 words on the ninth session's Zen 3 VM, medians of
-  // seven alternating runs: 6144 × 2048 91 / 85 / 61 / 67 ms with tiles of 32 / 64 / 128 /
-  // 256, 2048 × 6144 82 / 89 / 60 / 66 ms, 1024 × 2048 13 / 11 / 10 / 9 ms.
+  // input value). Tiling about halves the time of a 6144 × 2048 float32 weight against going
+  // row by row (on an Intel Xeon VM with AMX, 2 vCPUs). TRANSPOSE_TILE is 128 because that size
+  // is fastest from bf16 words on an AMD EPYC Zen 3 VM (AVX2, no VNNI), 2 vCPUs: 61 ms for a
+  // 6144 × 2048 weight against 91 ms with tiles of 32 (docs/benchmarks.md has the other sizes).
   for (let r0 = 0; r0 < n; r0 += TRANSPOSE_TILE) {
     const r1 = Math.min(n, r0 + TRANSPOSE_TILE);
     for (let i0 = c0; i0 < c1; i0 += TRANSPOSE_TILE) {

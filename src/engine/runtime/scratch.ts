@@ -3,12 +3,11 @@
  * stacked, quantised, then appended to the graph's weight file (GraphBuilder.initializer
  * writes or copies what it is given before returning, so the buffer is free again).
  *
- * Why: fresh memory costs a page fault per 4 KB page on first touch, and on the VMs this
- * project is measured on those faults are slow. On the twelfth session's Zen 5 VM,
- * reading 2 GB of a checkpoint into eight fresh 256 MB buffers took 7.4 s and into one
- * reused buffer 1.0 s; first-touching 600 MB took 1.7 s (2.9 ms a MB) and touching it again
- * 4 ms. A 1.7B first load read 4.7 GB of bf16 weights (9.4 GB with QUANT=int4's two graphs)
- * and wrote their quantised forms, all through fresh buffers.
+ * Why: fresh memory costs a page fault per 4 KB page on first touch, and on virtual machines
+ * those faults are slow. On an AMD EPYC Zen 5 VM, 2 vCPUs, reading 2 GB of a checkpoint into
+ * eight fresh 256 MB buffers takes 7.4 s and into one reused buffer 1.0 s. A 1.7B first load
+ * reads 4.7 GB of bf16 weights (9.4 GB with QUANT=int4's two graphs) and writes their
+ * quantised forms, which would otherwise all go through fresh buffers.
  *
  * A view handed out by `bytes` is valid until the same slot is asked for again; its contents
  * are whatever was there (callers overwrite every byte they use). The graphs of one model

@@ -32,10 +32,9 @@ const NEG = -1e30;
 /**
  * Conv chunks (1 s each) per run: bounds the conv activations, ~50 MB a chunk for the real
  * widths in the W8A8 form (among them the second convolution's patches, [800 pixels, 4320] in
- * fp32 and int8). Measured on a 60 s recording, 0.6B encoder alone, with the convolutions'
- * earlier per-tap form: peak RSS 1994 MB with 32 chunks a run, 1182 with 16, 775 with 8, 577
- * with 4, 514 with 2 (fp32 convolutions: 1721 with 32, 1034 with 4), and no slower with the
- * smaller runs (their activations stay closer to the cache); 599 with 4 in the patch form.
+ * fp32 and int8). Smaller runs cost less memory and no speed (their activations stay closer
+ * to the cache): a 60 s recording through the 0.6B encoder alone peaks at about 600 MB RSS
+ * with 4 chunks a run, and every further chunk a run adds its activations to the peak.
  */
 const CONV_BATCH = 4;
 /** Attention windows per run: bounds scores and FFN activations. */
@@ -61,10 +60,10 @@ export function planEncoder(frames: number, cfg: AudioEncoderConfig): EncoderPla
  * Rows of the encoder transformer's batch: attention windows (given by length) packed
  * first-fit, longest first, into rows as long as the longest window. Windows never attend
  * to each other (the mask is block-diagonal) and the transformer has no positions of its own
- * (they were added after the conv stem), so a row of several windows computes each exactly as
- * alone, while the short last window of every item no longer pads a row of its own: the
- * three segments of a 60 s recording (319, 268 and 190 tokens) ran 9 rows of 104 for 777
- * tokens, now 8.
+ * (they are added after the conv stem), so a row of several windows computes each exactly as
+ * alone, while the short last window of every item does not pad a row of its own: the three
+ * segments of a 60 s recording (319, 268 and 190 tokens) run in 8 rows of 104 for 777 tokens
+ * instead of 9.
  */
 export function packWindows(lengths: number[]): number[][] {
   const width = Math.max(0, ...lengths);

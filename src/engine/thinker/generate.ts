@@ -63,16 +63,16 @@ export function leftPaddedChunk(prompts: Float32Array[], pads: number[], c0: num
 
 /**
  * Rows (batch × positions) per prefill pass. Bounds the activations and attention scores a
- * pass holds: 16 prompts of 275 positions ran at 157 tokens/s in one 4400-row pass and at
- * 180–204 in passes of 512–1024 rows (297 vs 303–314 after the W8A8 products lost their
- * separate elementwise passes), and memory stays bounded whatever the batch.
+ * pass holds, and costs no speed: 16 prompts of 275 positions prefill at 303–314 tokens/s in
+ * passes of 512–1024 rows against 297 in one 4400-row pass (on an Intel Xeon VM with AMX,
+ * 2 vCPUs), and memory stays bounded whatever the batch.
  */
 export const PREFILL_ROWS = 512;
 
 /**
  * Padding a prompt may add to a prefill group rather than start a group of its own: about
- * what a pass costs beyond its rows (the 0.6B batch graph runs 2,826 nodes whatever the row
- * count).
+ * what a pass costs beyond its rows (the 0.6B batch graph runs thousands of nodes whatever the
+ * row count).
  */
 const GROUP_PADDING_ROWS = 32;
 
@@ -84,9 +84,10 @@ export function prefillPositions(batch: number): number {
 /**
  * Which prompts are prefilled together: indices grouped by similar length, longest first.
  * A group is a left-padded batch, so every padded position costs a full row of work: the
- * three segments of a 60 s recording (334, 283 and 205 positions) prefilled as one batch ran
- * 1,002 rows for 822 real ones; in groups, three passes of their own lengths (14 alternating
- * runs in one process, 0.6B int8: median 2.19 s against 2.39 s on this noisy VM). A prompt
+ * three segments of a 60 s recording (334, 283 and 205 positions) prefilled as one batch run
+ * 1,002 rows for 822 real ones; in groups, three passes of their own lengths, they prefill in
+ * 2.19 s against 2.39 s (0.6B int8, medians of 14 alternating runs, on an AMD EPYC Zen 4 VM,
+ * 2 vCPUs). A prompt
  * joins the current group when it is at most GROUP_PADDING_ROWS or 1/16 shorter than the
  * group's longest, so prompts of equal length (the same audio, a bench's copies) still share
  * passes.

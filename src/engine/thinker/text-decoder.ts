@@ -84,9 +84,9 @@ export class TextDecoder {
       batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, built(chosenBatch)), session, chosenBatch, { int8Kernel });
     }
     const kvCache = opts.kvCache ?? 'fp32';
-    // The table stays in the buffer it was read into (a copy of the 1.7B model's 622 MB took
-    // 2.7 s of page faults on the twelfth session's VM, and doubled the table's memory until
-    // the read buffer was collected).
+    // The table stays in the buffer it was read into: a copy of the 1.7B model's 622 MB would
+    // cost 2.7 s of page faults (on an AMD EPYC Zen 5 VM, 2 vCPUs) and double the table's
+    // memory until the read buffer is collected.
     const embRaw = store.readRaw(embName);
     return new TextDecoder(cfg, sess, batch, new Uint8Array(embRaw.buffer, embRaw.byteOffset, embRaw.byteLength), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows);
   }
