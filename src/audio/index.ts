@@ -7,5 +7,5 @@ export { featureFrameCount, FeatureConfigError, loadFeatureConfig, logMelSpectro
 export { findFfmpeg, type FfmpegInfo } from './ffmpeg.ts';
 export { mixToMono, normalizePeak, MonoResampler } from './normalize.ts';
 export { resample, Resampler } from './resample.ts';
-export { findPauses, splitAtQuietPoints, splitIntoUtterances, type AudioSegment, type Pause, type QuietSplitOptions, type UtteranceOptions } from './segment.ts';
+export { splitAtQuietPoints, type AudioSegment, type QuietSplitOptions } from './segment.ts';
 export { decodeWav, encodeWav, type WavData, type WavFormat } from './wav.ts';

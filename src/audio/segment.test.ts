@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AUDIO_DIR } from '../testing/shared.ts';
-import { findPauses, splitAtQuietPoints, splitIntoUtterances, type AudioSegment } from './segment.ts';
+import { splitAtQuietPoints, type AudioSegment } from './segment.ts';
 import { decodeWav } from './wav.ts';
 
 const SR = 16000;
@@ -177,8 +177,6 @@ test('bad options are rejected with a clear error', () => {
   assert.throws(() => splitAtQuietPoints(x, { maxSeconds: NaN }), /maxSeconds/);
   assert.throws(() => splitAtQuietPoints(x, { maxSeconds: 10, searchSeconds: -1 }), /searchSeconds/);
   assert.throws(() => splitAtQuietPoints(x, { maxSeconds: 10, sampleRate: 0 }), /sampleRate/);
-  assert.throws(() => splitIntoUtterances(x, { maxSeconds: -5 }), /maxSeconds/);
-  assert.throws(() => splitIntoUtterances(x, { maxSeconds: 5, minSilenceSeconds: 0 }), /minSilenceSeconds/);
 });
 
 test('a small max does not degenerate into one-sample segments (search capped at max/2)', () => {
@@ -186,76 +184,4 @@ test('a small max does not degenerate into one-sample segments (search capped at
   const segments = splitAtQuietPoints(x, { maxSeconds: 2 });
   assertTiles(segments, x.length, SR);
   for (const s of segments.slice(0, -1)) assert.ok(s.end - s.start >= SR, `segment of ${s.end - s.start} samples`);
-});
-
-/** Noise bursts separated by silences: [burstSeconds, gapSeconds] pairs. */
-function bursts(plan: Array<[number, number]>): { x: Float32Array; gaps: Array<[number, number]> } {
-  const total = plan.reduce((a, [b, g]) => a + b + g, 0);
-  const x = new Float32Array(Math.round(total * SR));
-  const gaps: Array<[number, number]> = [];
-  let t = 0;
-  let seed = 5;
-  for (const [burst, gap] of plan) {
-    const a = Math.round(t * SR);
-    const b = Math.round((t + burst) * SR);
-    for (let i = a; i < b; i++) {
-      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-      x[i] = 0.3 * Math.sin(i * 0.05) + 0.2 * (seed / 2 ** 32 - 0.5);
-    }
-    for (let i = b; i < Math.round((t + burst + gap) * SR); i++) x[i] = 1e-4 * Math.sin(i * 0.3); // quiet room tone
-    gaps.push([b, Math.round((t + burst + gap) * SR)]);
-    t += burst + gap;
-  }
-  return { x, gaps };
-}
-
-test('utterances end inside pauses ≥ minSilence, never at shorter gaps; short ones merge', () => {
-  const { x, gaps } = bursts([[2, 0.5], [1.5, 0.1], [2, 0.6], [0.4, 0.5], [3, 0.8], [2, 0]]);
-  const segments = splitIntoUtterances(x, { maxSeconds: 20, minSilenceSeconds: 0.3, minSeconds: 1 });
-  assertTiles(segments, x.length, SR);
-  const cuts = segments.slice(1).map((s) => s.start);
-  // Gaps 0 (0.5 s), 2 (0.6 s) and 4 (0.8 s) become cuts; gap 1 (0.1 s) is shorter than
-  // minSilence; gap 3 is a pause, but the segment it would close (from the middle of gap 2:
-  // 0.3 + 0.4 + 0.25 s) is shorter than minSeconds, so that utterance merges into the next.
-  const inGap = (c: number, g: number): boolean => c >= gaps[g][0] + 800 && c < gaps[g][1] - 800;
-  assert.equal(cuts.length, 3, `cuts at ${cuts.map((c) => (c / SR).toFixed(2))}`);
-  assert.ok(inGap(cuts[0], 0), `first cut ${cuts[0] / SR}`);
-  assert.ok(inGap(cuts[1], 2), `second cut ${cuts[1] / SR}`);
-  assert.ok(inGap(cuts[2], 4), `third cut ${cuts[2] / SR}`);
-  assert.deepEqual(findPauses(x, { minSilenceSeconds: 0.3, sampleRate: SR }).length, 4);
-});
-
-test('utterances: stretches without pauses are cut at quiet points into max/2..max pieces', () => {
-  const { x } = bursts([[25, 0.5], [3, 0]]);
-  const segments = splitIntoUtterances(x, { maxSeconds: 10 });
-  assertTiles(segments, x.length, SR);
-  for (const [i, s] of segments.entries()) {
-    const len = (s.end - s.start) / SR;
-    assert.ok(len <= 10, `segment ${i}: ${len} s`);
-    if (s.end < 25 * SR) assert.ok(len >= 5, `forced segment ${i}: ${len} s`);
-  }
-  assert.ok(segments.some((s) => s.start > 25 * SR && s.start < 25.5 * SR), 'the real pause is still a cut');
-});
-
-test('utterances of the 18-minute recording: ≤ max, tile exactly, pause cuts in quiet stretches', () => {
-  const median = medianRms(recording);
-  const segments = splitIntoUtterances(recording, { maxSeconds: 30 });
-  assertTiles(segments, recording.length, SR);
-  const pauseCuts = new Set(findPauses(recording, { minSilenceSeconds: 0.3, sampleRate: SR }).map((p) => p.cut));
-  let fromPauses = 0;
-  for (const [i, s] of segments.entries()) {
-    assert.ok(s.end - s.start <= 30 * SR, `segment ${i}: ${(s.end - s.start) / SR} s`);
-    if (i === 0) continue;
-    const level = rms(recording, s.start - 800, s.start + 800);
-    if (pauseCuts.has(s.start)) {
-      fromPauses++;
-      assert.ok(level < 0.5 * median, `pause cut at ${s.offsetSeconds.toFixed(2)} s: level ${level} vs median ${median}`);
-    } else {
-      assert.ok(level < median, `forced cut at ${s.offsetSeconds.toFixed(2)} s: level ${level} vs median ${median}`);
-    }
-  }
-  // Dialogue: most boundaries are real pauses, and segments are utterance-sized.
-  assert.ok(fromPauses >= 0.9 * (segments.length - 1), `${fromPauses} of ${segments.length - 1} cuts are pauses`);
-  const mean = recording.length / SR / segments.length;
-  assert.ok(mean > 2 && mean < 15, `mean segment length ${mean} s`);
 });

@@ -6,13 +6,12 @@
  * timestamps), each cut moved to the quietest 100 ms in ±5 s around the proposed cut. It is
  * what the model's results are defined against, so it is reproduced sample for sample.
  *
- * `splitIntoUtterances` is ours: shorter, readable segments that end where the speaker pauses
- * (subtitles, progress, smaller batches), cutting inside pauses at their quietest point and
- * only falling back to a quiet-point cut when a stretch without pauses exceeds `maxSeconds`.
- *
- * Both return segments that tile the input exactly (no gap, no overlap, in order) with
- * `offsetSeconds = start / sampleRate` in float64 (no accumulated rounding). Segment samples
- * are views into the input, except where the official rule pads a short segment with zeros.
+ * The segments tile the input exactly (no gap, no overlap, in order) with
+ * `offsetSeconds = start / sampleRate` in float64 (no accumulated rounding). The official
+ * wrapper instead adds up each segment's length / sampleRate; from the third segment on the two
+ * can differ in the last bit, which moves a word time (round(t + offset, 3)) by 1 ms, and only
+ * where t + offset is a tie at the third decimal. Segment samples are views into the input,
+ * except where the official rule pads a short segment with zeros.
  */
 
 export interface AudioSegment {
@@ -134,163 +133,6 @@ export function splitAtQuietPoints(samples: Float32Array, opts: QuietSplitOption
       seg = padded;
     }
     segments.push({ start: s, end: e, offsetSeconds: s / sr, samples: seg });
-  }
-  return segments;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Utterance-level segmentation
-// ---------------------------------------------------------------------------------------------
-
-export interface UtteranceOptions {
-  /** Hard upper bound on a segment's length in seconds. */
-  maxSeconds: number;
-  /** A pause must last at least this long to end an utterance; default 0.3 s. */
-  minSilenceSeconds?: number;
-  /** Utterances shorter than this are merged with the next one; default 1 s. */
-  minSeconds?: number;
-  /** Default 16000. */
-  sampleRate?: number;
-}
-
-/** Analysis frame for pause detection: 10 ms (the log-mel hop). */
-const FRAME_SECONDS = 0.01;
-/** Distance kept between a pause's cut and its edges. */
-const PAUSE_MARGIN_SECONDS = 0.05;
-/** Level floor for silent frames, in dB (keeps log10 finite on digital silence). */
-const SILENT_DB = -120;
-
-/** Frame energies in dB (10·log10 of the mean square) over consecutive `hop`-sample frames. */
-export function frameEnergyDb(samples: Float32Array, hop: number): Float64Array {
-  const frames = Math.ceil(samples.length / hop);
-  const db = new Float64Array(frames);
-  for (let f = 0; f < frames; f++) {
-    const a = f * hop;
-    const b = Math.min(samples.length, a + hop);
-    let s = 0;
-    for (let i = a; i < b; i++) s += samples[i] * samples[i];
-    const ms = s / (b - a);
-    db[f] = ms > 0 ? Math.max(SILENT_DB, 10 * Math.log10(ms)) : SILENT_DB;
-  }
-  return db;
-}
-
-function percentile(values: Float64Array, q: number): number {
-  const sorted = Float64Array.from(values).sort();
-  if (sorted.length === 0) return SILENT_DB;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-/**
- * The silence threshold of a recording, in dB: a quarter of the way from its noise floor
- * (10th percentile of frame levels) to its speech level (90th percentile). Adapting to the
- * recording matters: a phone call's pauses sit at −50 dB, a studio's at −90 dB. When the two
- * levels are within 6 dB (continuous sound or continuous silence) there are no pauses.
- */
-export function silenceThresholdDb(frameDb: Float64Array): number {
-  const floor = percentile(frameDb, 0.1);
-  const speech = percentile(frameDb, 0.9);
-  if (speech - floor < 6) return -Infinity;
-  return floor + 0.25 * (speech - floor);
-}
-
-/** A pause: a run of frames below the silence threshold, and the sample to cut at inside it. */
-export interface Pause {
-  /** First sample of the pause. */
-  start: number;
-  /** End sample (exclusive). */
-  end: number;
-  /** Where to cut: the quietest point well inside the pause (see findPauses). */
-  cut: number;
-}
-
-/**
- * Pauses of at least `minSilenceSeconds`, in order. Each pause's cut is the official
- * quiet-point rule (quietest 100 ms window, then its quietest sample) applied to the pause
- * minus 50 ms at either end, so the cut never sits at the edge of the next word.
- */
-export function findPauses(samples: Float32Array, opts: { minSilenceSeconds: number; sampleRate: number }): Pause[] {
-  const hop = Math.max(1, Math.round(FRAME_SECONDS * opts.sampleRate));
-  const db = frameEnergyDb(samples, hop);
-  const threshold = silenceThresholdDb(db);
-  const minFrames = Math.max(1, Math.ceil((opts.minSilenceSeconds * opts.sampleRate) / hop));
-  const pauses: Pause[] = [];
-  const win = Math.max(1, Math.floor(ENERGY_WINDOW_SECONDS * opts.sampleRate));
-  const margin = Math.floor(PAUSE_MARGIN_SECONDS * opts.sampleRate);
-  for (let f = 0; f < db.length; ) {
-    if (!(db[f] < threshold)) {
-      f++;
-      continue;
-    }
-    let g = f;
-    while (g < db.length && db[g] < threshold) g++;
-    if (g - f >= minFrames) {
-      const start = f * hop;
-      const end = Math.min(samples.length, g * hop);
-      // Shrink by the margin when the pause is long enough to keep a full window inside.
-      const m = Math.max(0, Math.min(margin, Math.floor((end - start - win) / 2)));
-      const w = Math.min(win, end - start);
-      pauses.push({ start, end, cut: quietestPoint(samples, start + m, end - m, w) });
-    }
-    f = g;
-  }
-  return pauses;
-}
-
-/**
- * Splits speech into utterance-sized segments for readable output:
- * 1. pauses (runs of 10 ms frames below an adaptive silence threshold, see
- *    silenceThresholdDb) of at least `minSilenceSeconds` are cut candidates, each cut at its
- *    quietest point away from the edges (findPauses);
- * 2. walking forward, a candidate becomes a boundary when the segment it closes is at least
- *    `minSeconds` long (shorter utterances merge into the next one); a tail shorter than
- *    `minSeconds` merges into the previous segment when that stays within `maxSeconds`;
- * 3. any segment still longer than `maxSeconds` (speech or music without pauses) is cut at
- *    the quietest 100 ms window (official rule) within its second half-window
- *    [start + max/2, start + max], repeatedly, so forced segments stay between max/2 and max.
- * Segments tile the input; no padding is added.
- */
-export function splitIntoUtterances(samples: Float32Array, opts: UtteranceOptions): AudioSegment[] {
-  const sr = opts.sampleRate ?? 16000;
-  checkRate(sr);
-  checkSeconds('maxSeconds', opts.maxSeconds);
-  const minSilence = opts.minSilenceSeconds ?? 0.3;
-  const minSeconds = opts.minSeconds ?? 1;
-  checkSeconds('minSilenceSeconds', minSilence);
-  checkSeconds('minSeconds', minSeconds, true);
-  const n = samples.length;
-  const maxLen = Math.max(1, Math.floor(opts.maxSeconds * sr));
-  const minLen = Math.min(Math.floor(minSeconds * sr), maxLen);
-  const win = Math.max(1, Math.floor(ENERGY_WINDOW_SECONDS * sr));
-
-  const bounds: number[] = [0];
-  for (const pause of findPauses(samples, { minSilenceSeconds: minSilence, sampleRate: sr })) {
-    const last = bounds[bounds.length - 1];
-    if (pause.cut - last >= minLen && n - pause.cut > 0) bounds.push(pause.cut);
-  }
-  if (bounds.length > 1 && n - bounds[bounds.length - 1] < minLen && n - bounds[bounds.length - 2] <= maxLen) bounds.pop();
-  bounds.push(n);
-
-  // Enforce the maximum length inside any over-long segment.
-  const final: number[] = [0];
-  for (let i = 0; i + 1 < bounds.length; i++) {
-    let s = bounds[i];
-    const e = bounds[i + 1];
-    while (e - s > maxLen) {
-      const left = s + Math.floor(maxLen / 2);
-      const right = s + maxLen;
-      const cut = right - left <= win ? right : quietestPoint(samples, left, right, win);
-      const boundary = Math.min(e - 1, Math.max(s + 1, cut));
-      final.push(boundary);
-      s = boundary;
-    }
-    final.push(e);
-  }
-  const segments: AudioSegment[] = [];
-  for (let i = 0; i + 1 < final.length; i++) {
-    const s = final[i];
-    const e = final[i + 1];
-    if (e > s) segments.push({ start: s, end: e, offsetSeconds: s / sr, samples: samples.subarray(s, e) });
   }
   return segments;
 }

@@ -156,20 +156,3 @@ export function offsetItems(items: readonly WordTimestamp[], offsetSeconds: numb
     end: pythonRound(item.end + offsetSeconds, 3),
   }));
 }
-
-/**
- * Start offset in seconds of each segment, given every segment's sample count: the float64
- * running sum of (sample count / sample rate) over the previous segments, which is how the
- * official segmenter accumulates it (not samples-so-far / rate: the two differ in the last bit).
- */
-export function segmentOffsets(segmentSampleCounts: readonly number[], sampleRate: number): number[] {
-  if (!(Number.isFinite(sampleRate) && sampleRate > 0)) throw new RangeError(`sample rate must be positive, got ${sampleRate}`);
-  const offsets: number[] = [];
-  let offset = 0;
-  for (const count of segmentSampleCounts) {
-    if (!(Number.isInteger(count) && count >= 0)) throw new RangeError(`segment sample count must be a non-negative integer, got ${count}`);
-    offsets.push(offset);
-    offset += count / sampleRate;
-  }
-  return offsets;
-}

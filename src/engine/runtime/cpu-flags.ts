@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 
 /** The flags of a /proc/cpuinfo text (its first `flags` line); none when it has none. */
 export function parseCpuFlags(cpuinfo: string | undefined): ReadonlySet<string> {
-  return new Set(/^flags\s*:(.*)$/m.exec(cpuinfo ?? '')?.[1].trim().split(/\s+/) ?? []);
+  return new Set(/^flags[ \t]*:(.*)$/m.exec(cpuinfo ?? '')?.[1].match(/\S+/g) ?? []);
 }
 
 let cached: { cpuinfo: string | undefined; flags: ReadonlySet<string> } | undefined;
