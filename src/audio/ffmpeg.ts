@@ -6,7 +6,7 @@
  * - spawned without a shell, arguments as an array; the input is always a path on disk given
  *   as `file:<absolute path>`, so a name like `-x`, `pipe:0` or `http://…` can never be taken
  *   for an option or a protocol, and stdin is never used (mp4/m4a with the moov atom at the
- *   end silently decode to nothing from a pipe, docs/onnxruntime-node.md §7);
+ *   end silently decode to nothing from a pipe, ../shared/docs/onnxruntime-node.md §7);
  * - first audio stream only (`-map 0:a:0`), native channel count: ffmpeg's `-ac 1` downmix is
  *   ~√2 louder than the official channel mean, so the mean is taken here (normalize.ts);
  * - resampled by ffmpeg to 16 kHz with libsoxr at 20-bit precision when the build has it
@@ -21,6 +21,7 @@ import { resolve } from 'node:path';
 import { AudioDecodeError } from './errors.ts';
 import { MonoResampler, TARGET_SAMPLE_RATE } from './normalize.ts';
 import { WavStreamReader } from './wav.ts';
+import { readSetting } from '../settings/settings.ts';
 
 export interface FfmpegInfo {
   /** Command or path used to run it. */
@@ -35,7 +36,7 @@ const probes = new Map<string, Promise<FfmpegInfo | null>>();
 
 /** The ffmpeg to use: $QWEN3_ASR_FFMPEG when set, else `ffmpeg` from PATH. */
 export function defaultFfmpegPath(): string {
-  return process.env.QWEN3_ASR_FFMPEG || 'ffmpeg';
+  return readSetting('ffmpeg');
 }
 
 /** Runs `ffmpeg -version` once per path; null when it cannot be started. */

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type HTTPMethods } from 'fastify';
 import type { Transcriber } from '../pipeline/types.ts';
-import type { ServerConfig } from './env-config.ts';
+import type { ServerConfig } from './config.ts';
 import { errorHandler, HttpError, sendHttpError } from './errors.ts';
 import { requestLog } from './request-log.ts';
 import docsRoutes from './routes/docs.ts';

@@ -1,19 +1,20 @@
 /**
- * `npm start`: reads the configuration from the environment (see env-config.ts for every
+ * `npm start`: reads the configuration from the environment (src/settings/settings.ts has every
  * variable), starts loading the model in the background, and listens at once: /health says
  * "loading" until the model is ready, "unhealthy" (503) if loading failed.
  */
-import { intraOpThreads } from '../engine/runtime/cpu-threads.ts';
-import { thisProcessHugePages } from '../engine/runtime/huge-pages.ts';
+import { runtimeSummary } from '../pipeline/engine-info.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import { buildApp } from './app.ts';
-import { EnvConfigError, parseEnvConfig, toTranscriberConfig, type ServerConfig } from './env-config.ts';
+import { parseSettings, SettingError, type Settings } from '../settings/settings.ts';
+import { serverConfig, toTranscriberConfig } from './config.ts';
 
-function readConfig(): ServerConfig {
+/** Every setting, checked before anything starts: an invalid one ends the process naming it. */
+function readSettings(): Settings {
   try {
-    return parseEnvConfig(process.env);
+    return parseSettings();
   } catch (err) {
-    if (err instanceof EnvConfigError) {
+    if (err instanceof SettingError) {
       console.error(`qwen3-asr: invalid configuration: ${err.message}`);
       process.exit(2);
     }
@@ -22,7 +23,8 @@ function readConfig(): ServerConfig {
 }
 
 async function main(): Promise<void> {
-  const config = readConfig();
+  const settings = readSettings();
+  const config = serverConfig(settings);
 
   // The transcriber logs through the server's logger; its first messages arrive from the
   // worker thread after the app (and so the logger) exists.
@@ -52,13 +54,14 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
+  const runtime = runtimeSummary(config.threads);
   app.log.info(
     {
       model: config.modelName,
       device: config.device,
       quant: config.quant,
-      threads: intraOpThreads(config.threads),
-      huge_pages: thisProcessHugePages(),
+      threads: runtime.threads,
+      huge_pages: runtime.hugePages,
       forced_aligner: config.forcedAligner ?? 'off',
       max_upload_mb: Math.round((config.maxUploadBytes / 1024 / 1024) * 100) / 100,
       max_queue: config.maxQueue,
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
     },
     'configuration',
   );
-  if (process.env.DTYPE?.trim() && config.dtype !== 'float32') {
+  if (settings.given.has('dtype') && config.dtype !== 'float32') {
     app.log.info(`DTYPE=${config.dtype} is accepted for compatibility; the engine computes in float32 (use QUANT=int8/int4 for smaller weights)`);
   }
   transcriber.whenReady().then(

@@ -8,9 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { loadFeatureConfig, type FeatureConfig } from '../audio/features.ts';
 import { loadModelConfig } from '../engine/checkpoint/config.ts';
 import { defaultInt8Kernel, type Int8Kernel } from '../engine/runtime/int8-kernel.ts';
+import { readSetting } from '../settings/settings.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const SHARED_DIR = process.env.QWEN3_ASR_SHARED ? resolve(process.env.QWEN3_ASR_SHARED) : resolve(REPO_ROOT, '..', 'shared');
+export const SHARED_DIR = resolve(readSetting('testShared') ?? join(REPO_ROOT, '..', 'shared'));
 export const GOLDEN_DIR = join(SHARED_DIR, 'golden');
 export const AUDIO_DIR = join(SHARED_DIR, 'audio');
 
@@ -45,7 +46,7 @@ export interface GoldenSet {
  * data fails loudly instead of running no tests.
  */
 export function goldenSets(kind: 'asr' | 'aligner', required: string[]): GoldenSet[] {
-  const roots = [GOLDEN_DIR, ...(process.env.QWEN3_ASR_GOLDEN_EXTRA ?? '').split(delimiter).filter(Boolean).map((d) => resolve(d))];
+  const roots = [GOLDEN_DIR, ...(readSetting('goldenExtra') ?? '').split(delimiter).filter(Boolean).map((d) => resolve(d))];
   const found = new Map<string, GoldenSet>();
   const consider = (dir: string) => {
     const indexFile = join(dir, 'index.json');

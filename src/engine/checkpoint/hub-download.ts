@@ -24,6 +24,7 @@ import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSy
 import { open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
+import { readSetting, type Env } from '../../settings/settings.ts';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
@@ -41,8 +42,8 @@ export class HubError extends Error {
 }
 
 /** The hub base URL: the given one, else HF_ENDPOINT, else https://huggingface.co (no trailing slash). */
-export function hubEndpoint(endpoint?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return (endpoint || env.HF_ENDPOINT || DEFAULT_ENDPOINT).replace(/\/+$/, '');
+export function hubEndpoint(endpoint?: string, env?: Env): string {
+  return (endpoint || readSetting('hfEndpoint', env) || DEFAULT_ENDPOINT).replace(/\/+$/, '');
 }
 
 /** `owner/name`: letters, digits, `-`, `_`, `.`; no `--` or `..` (they break the cache folder naming). */
@@ -57,13 +58,9 @@ export function isCommitHash(revision: string): boolean {
   return /^[0-9a-f]{40}$/.test(revision);
 }
 
-function truthyEnv(v: string | undefined): boolean {
-  return v !== undefined && ['1', 'ON', 'YES', 'TRUE'].includes(v.trim().toUpperCase());
-}
-
-/** HF_HUB_OFFLINE as huggingface_hub reads it (1/ON/YES/TRUE, any case). */
-export function offlineFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return truthyEnv(env.HF_HUB_OFFLINE);
+/** HF_HUB_OFFLINE (1/true/yes/on, any case, as huggingface_hub reads it). */
+export function offlineFromEnv(env?: Env): boolean {
+  return readSetting('hfOffline', env);
 }
 
 /** `~` and `~/x` expanded to the home folder. */
@@ -78,12 +75,14 @@ export function expandHome(p: string): string {
  * huggingface_hub, HF_HUB_CACHE, the legacy HUGGINGFACE_HUB_CACHE, `$HF_HOME/hub`, and
  * `$XDG_CACHE_HOME/huggingface/hub` (default `~/.cache/huggingface/hub`).
  */
-export function hubCacheDir(hfHome?: string, env: NodeJS.ProcessEnv = process.env): string {
+export function hubCacheDir(hfHome?: string, env?: Env): string {
   if (hfHome) return resolve(expandHome(hfHome), 'hub');
-  const direct = env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE;
+  const direct = readSetting('hfHubCache', env) || readSetting('huggingfaceHubCache', env);
   if (direct) return resolve(expandHome(direct));
-  if (env.HF_HOME) return resolve(expandHome(env.HF_HOME), 'hub');
-  const xdg = env.XDG_CACHE_HOME ? expandHome(env.XDG_CACHE_HOME) : join(homedir(), '.cache');
+  const home = readSetting('hfHome', env);
+  if (home) return resolve(expandHome(home), 'hub');
+  const xdgSetting = readSetting('xdgCacheHome', env);
+  const xdg = xdgSetting ? expandHome(xdgSetting) : join(homedir(), '.cache');
   return resolve(xdg, 'huggingface', 'hub');
 }
 
@@ -214,7 +213,7 @@ class Downloader {
 
   constructor(private readonly repoId: string, opts: HubDownloadOptions) {
     this.endpoint = hubEndpoint(opts.endpoint);
-    this.token = opts.token ?? (process.env.HF_TOKEN || undefined);
+    this.token = opts.token ?? readSetting('hfToken');
     this.log = opts.log ?? (() => {});
     this.signal = opts.signal;
     this.retries = opts.retries ?? 4;

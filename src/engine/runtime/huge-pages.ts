@@ -6,25 +6,16 @@
  * slow load can be told from a process started without it.
  *
  * Why it matters: most of what ONNX Runtime does at load is fill fresh memory. Creating the
- * 1.7B int8 decoder's session from its cached graph took 6.1–7.6 s, 5–6 s of it repacking the
- * W8A8 weights for the integer kernels (1.4 s with repacking disabled), and on these VMs the
- * first touch of each 4 kB page is slow. Alternating runs on the AMD Zen 5 VM, two threads:
- * - 1.7B int8, cached load: 6.9 and 7.4 s with huge pages, 10.5 and 11.1 s without (the
- *   decoder's session 5.0 s against 6.1–6.7 s); RSS after loading 3.18 GB against 2.85 GB
- *   (memory is granted in 2 MB pages). `bench-model` twice each: cached load 7.1 / 6.4 s
- *   against 12.6 / 11.8 s, encoder 41.9 / 41.5 audio-s/s against 34.9 / 33.1, decoding and
- *   the pipeline (13.4 / 12.5 s against 12.7 / 12.9 s) within the noise. (The bench's encoder
- *   figure is the first 60 s run after loading, whose activations are fresh memory: five runs
- *   in a row of the 0.6B int8 encoder took 1346, 973, 987, 1021, 1021 ms with huge pages and
- *   1757, 980, 958, 933, 904 ms without — 65,027 page faults in the first run without, 1,062
- *   with. Later runs reuse ONNX Runtime's arena either way.)
- * - 0.6B int8, `bench-model` twice each: cached load 3.0 / 4.9 s against 6.0 / 5.9 s; audio
- *   encoder 52.1 / 50.8 audio-seconds per second against 37.8 / 39.2; prefill (424 / 462 vs
- *   473 / 411 tokens/s), decoding (batch 1 35.5 / 37.3 vs 37.6 / 34.9 tokens/s, batch 8
- *   97.7 / 112.0 vs 112.9 / 98.1) and the 60 s pipeline (7.6 / 5.9 s vs 7.7 / 6.0 s) within
- *   the runs' noise; peak RSS 2.33 / 2.19 GB against 2.19 / 2.18 GB.
+ * 1.7B int8 decoder's session from its cached graph is mostly repacking the W8A8 weights for
+ * the integer kernels, and on virtual machines the first touch of each 4 kB page is slow. On
+ * an AMD EPYC Zen 5 VM, 2 vCPUs, a cached 1.7B int8 load takes about 7 s with huge pages
+ * against about 11 s without, and the first full-length audio-encoder run after a load (whose
+ * activations are fresh memory) is faster too; later runs reuse ONNX Runtime's arena either
+ * way, and decoding is no faster or slower. The cost is a little more resident memory, as
+ * memory is granted in 2 MB pages. docs/benchmarks.md has the full measurements.
  */
 import { readFileSync } from 'node:fs';
+import { readSetting } from '../../settings/settings.ts';
 
 /** The value `glibc.malloc.hugetlb` has in a GLIBC_TUNABLES string (`a=1:b=2`), if any. */
 export function hugetlbTunable(tunables: string | undefined): string | undefined {
@@ -85,5 +76,5 @@ export function thisProcessHugePages(): string {
   } finally {
     if (reporter) reporter.excludeNetwork = excluded;
   }
-  return describeHugePages({ glibc, tunables: process.env.GLIBC_TUNABLES, thp });
+  return describeHugePages({ glibc, tunables: readSetting('glibcTunables'), thp });
 }

@@ -38,7 +38,7 @@ test('int8 kernel: QWEN3_ASR_INT8_KERNEL overrides the detection, and a bad valu
       assert.equal(defaultInt8Kernel(), k);
     }
     process.env.QWEN3_ASR_INT8_KERNEL = 's8s8';
-    assert.throws(() => defaultInt8Kernel(), /QWEN3_ASR_INT8_KERNEL="s8s8": use u8s8 or u8u8/);
+    assert.throws(() => defaultInt8Kernel(), /QWEN3_ASR_INT8_KERNEL: must be one of u8s8, u8u8; got "s8s8"/);
   } finally {
     if (saved === undefined) delete process.env.QWEN3_ASR_INT8_KERNEL;
     else process.env.QWEN3_ASR_INT8_KERNEL = saved;

@@ -14,13 +14,14 @@
  * ("reduce_range"), which loses a bit of precision. Here the B side is stored instead as
  * uint8 with zero point 128 (the same values, offset), so the kernel is "u8u8", which widens to
  * 16 bits before multiplying and is exact on every x86 CPU: the same integers u8s8 computes
- * on a VNNI CPU. u8s8 stays where it is exact: every figure measured on VNNI and AMX
- * machines (README) is of that form.
+ * on a VNNI CPU. u8s8 stays where it is exact (VNNI and AMX): the benchmark figures of such
+ * machines (docs/benchmarks.md) are of that form.
  *
  * - u8s8: B as int8.
  * - u8u8: B as uint8 = value + 128, with a B zero point of 128.
  */
 import { parseCpuFlags, thisCpu } from './cpu-flags.ts';
+import { readSetting } from '../../settings/settings.ts';
 
 export type Int8Kernel = 'u8s8' | 'u8u8';
 
@@ -32,8 +33,8 @@ const EXACT_U8S8_FLAGS = ['avx512_vnni', 'avx_vnni', 'amx_int8'];
 /**
  * The kernel for a CPU: on x86-64, u8s8 only when /proc/cpuinfo's flags show VNNI or AMX,
  * u8u8 otherwise (also when the flags are unknown: exact everywhere). Other architectures
- * keep u8s8: ONNX Runtime's ARM64 kernels are not known to saturate, but no ARM machine was
- * at hand to check — int8-kernel.test.ts's worst-case product does, wherever the tests run.
+ * keep u8s8: ONNX Runtime's ARM64 kernels are not known to saturate, though this is unchecked
+ * on ARM hardware — int8-kernel.test.ts's worst-case product checks it wherever the tests run.
  */
 export function int8KernelFor(arch: string, cpuinfo: string | undefined): Int8Kernel {
   if (arch !== 'x64' && arch !== 'ia32') return 'u8s8';
@@ -48,11 +49,8 @@ let detected: Int8Kernel | undefined;
  * this CPU.
  */
 export function defaultInt8Kernel(): Int8Kernel {
-  const env = process.env.QWEN3_ASR_INT8_KERNEL;
-  if (env) {
-    if (!(INT8_KERNELS as string[]).includes(env)) throw new Error(`QWEN3_ASR_INT8_KERNEL=${JSON.stringify(env)}: use ${INT8_KERNELS.join(' or ')}`);
-    return env as Int8Kernel;
-  }
+  const chosen = readSetting('int8Kernel');
+  if (chosen) return chosen;
   detected ??= int8KernelFor(process.arch, thisCpu().cpuinfo);
   return detected;
 }

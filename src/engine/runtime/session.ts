@@ -13,7 +13,7 @@
  *   outlives its directory entry).
  */
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { intraOpThreads } from './cpu-threads.ts';
@@ -21,6 +21,7 @@ import { ExternalDataFile, GraphBuilder } from './onnx-graph.ts';
 import { cacheSlot, checkpointCacheKey, pruneSlot, type CacheSource } from './graph-cache.ts';
 import type { Scratch } from './scratch.ts';
 import type { Device } from '../types.ts';
+import { readSetting } from '../../settings/settings.ts';
 
 export interface SessionOptions {
   device: Device;
@@ -53,9 +54,9 @@ export function executionProviders(device: Device): ort.InferenceSession.Executi
   return [{ name: 'cuda', deviceId: m[1] ? Number(m[1]) : 0 }, 'cpu'];
 }
 
+/** QWEN3_ASR_CACHE_DIR, or false when QWEN3_ASR_CACHE turns the cache off. */
 export function defaultCacheDir(): string | false {
-  if (/^(0|false|no|off)$/i.test(process.env.QWEN3_ASR_CACHE ?? '')) return false;
-  return process.env.QWEN3_ASR_CACHE_DIR || join(homedir(), '.cache', 'qwen3-asr');
+  return readSetting('cache') && readSetting('cacheDir');
 }
 
 export function sessionOptions(name: string, opts: SessionOptions): ort.InferenceSession.SessionOptions {
@@ -73,9 +74,10 @@ export function sessionOptions(name: string, opts: SessionOptions): ort.Inferenc
   };
   options.intraOpNumThreads = intraOpThreads(opts.threads);
   // Developer aid: QWEN3_ASR_ORT_PROFILE=prefix writes ONNX Runtime's per-op profile JSON.
-  if (process.env.QWEN3_ASR_ORT_PROFILE) {
+  const profile = readSetting('ortProfile');
+  if (profile) {
     options.enableProfiling = true;
-    options.profileFilePrefix = `${process.env.QWEN3_ASR_ORT_PROFILE}-${name}`;
+    options.profileFilePrefix = `${profile}-${name}`;
   }
   return options;
 }

@@ -16,7 +16,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { modelOwner, publicModelId } from '../../pipeline/engine-info.ts';
 import { QWEN_LANGUAGES, resolveLanguage } from '../../pipeline/languages.ts';
 import type { TranscribeOptions, Transcriber } from '../../pipeline/types.ts';
-import type { ServerConfig } from '../env-config.ts';
+import type { ServerConfig } from '../config.ts';
 import { errorHandler, HttpError, openAiErrorBody, sendHttpError, toHttpError, type ValidationIssue } from '../errors.ts';
 import { bearerAuth, requireTranscriber } from '../hooks.ts';
 import { transcribeUpload } from '../jobs.ts';

@@ -10,7 +10,7 @@ import { basename } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { QWEN_LANGUAGES, resolveLanguage } from '../../pipeline/languages.ts';
 import type { Transcriber } from '../../pipeline/types.ts';
-import type { ServerConfig } from '../env-config.ts';
+import type { ServerConfig } from '../config.ts';
 import { errorHandler, fastApiIssue, HttpError, type ValidationIssue } from '../errors.ts';
 import { bearerAuth, hooks, requireTranscriber } from '../hooks.ts';
 import { transcribeUpload } from '../jobs.ts';

@@ -1,0 +1,87 @@
+/**
+ * The server's configuration: the settings (src/settings/settings.ts, where every variable is
+ * read, checked and documented) in the shape the app and the pipeline take.
+ */
+import { parseSettings, type Dtype, type Env, type LogLevel, type Settings } from '../settings/settings.ts';
+import type { Device, Quantization, TranscriberConfig } from '../pipeline/types.ts';
+
+export type { Dtype, LogLevel };
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** MODEL_NAME as given: echoed by `/`, `/health` and the responses' metadata. */
+  modelName: string;
+  device: Device;
+  /** Accepted for compatibility with the original; the engine computes in float32. */
+  dtype: Dtype;
+  quant: Quantization;
+  threads: number;
+  /** -1 (no limit) is already mapped to the largest safe integer. */
+  maxBatchSize: number;
+  maxNewTokens?: number;
+  /** Longest segment long audio is cut into (seconds). */
+  segmentSeconds: number;
+  /** Empty/undefined: no aligner, word timestamps are refused with a 400. */
+  forcedAligner?: string;
+  hfHome?: string;
+  hfEndpoint?: string;
+  hfOffline: boolean;
+  hfToken?: string;
+  maxUploadBytes: number;
+  maxQueue: number;
+  apiKey?: string;
+  logLevel: LogLevel;
+  uploadDir: string;
+}
+
+/** The server's share of the settings. */
+export function serverConfig(s: Settings): ServerConfig {
+  return {
+    host: s.host,
+    port: s.port,
+    modelName: s.modelName,
+    device: s.device,
+    dtype: s.dtype,
+    quant: s.quant,
+    threads: s.threads,
+    maxBatchSize: s.maxBatchSize,
+    maxNewTokens: s.maxNewTokens,
+    segmentSeconds: s.segmentSeconds,
+    forcedAligner: s.forcedAligner,
+    hfHome: s.hfHome,
+    hfEndpoint: s.hfEndpoint,
+    hfOffline: s.hfOffline,
+    hfToken: s.hfToken,
+    maxUploadBytes: Math.floor(s.maxUploadMb * 1024 * 1024),
+    maxQueue: s.maxQueue,
+    apiKey: s.apiKey,
+    logLevel: s.logLevel,
+    uploadDir: s.uploadDir,
+  };
+}
+
+/** Reads and checks every setting (default: this process's environment); throws SettingError on the first invalid one. */
+export function readServerConfig(env?: Env): ServerConfig {
+  return serverConfig(parseSettings(env));
+}
+
+/** The pipeline's share of the configuration. */
+export function toTranscriberConfig(config: ServerConfig, log?: TranscriberConfig['log']): TranscriberConfig {
+  return {
+    model: config.modelName,
+    aligner: config.forcedAligner,
+    device: config.device,
+    quant: config.quant,
+    threads: config.threads,
+    maxBatchSize: config.maxBatchSize,
+    maxNewTokens: config.maxNewTokens,
+    segmentSeconds: config.segmentSeconds,
+    maxQueue: config.maxQueue,
+    hfHome: config.hfHome,
+    hfEndpoint: config.hfEndpoint,
+    hfOffline: config.hfOffline,
+    hfToken: config.hfToken,
+    log,
+  };
+}
