@@ -20,6 +20,8 @@ import webvtt from 'webvtt-parser';
 import { AUDIO_DIR, REPO_ROOT, goldenPath, readJson } from '../testing/shared.ts';
 import { subtitles, verboseJson } from '../formats/response-formats.ts';
 import type { TranscriptionResult } from '../pipeline/types.ts';
+import { readServerConfig } from '../server/config.ts';
+import { cliSettings, SettingError, type Env } from '../settings/settings.ts';
 
 const BIN = join(REPO_ROOT, 'bin', 'qwen3-asr');
 const MODEL = goldenPath('tiny-a', 'checkpoint');
@@ -162,6 +164,7 @@ function resultFromCliJson(out: any): TranscriptionResult {
       language: s.language,
       raw: s.raw,
       tokenIds: s.token_ids,
+      textTokenIds: s.text_token_ids,
       truncated: s.truncated,
       ...(s.words ? { words: s.words } : {}),
     })),
@@ -316,7 +319,7 @@ test('usage errors exit 2 naming the problem', async () => {
   await fails([], 2, /missing command/);
   await fails(['frobnicate', EN_3S], 2, /unknown command "frobnicate"/);
   await fails(['transcribe', EN_3S, ...MODEL_ARGS, '--bogus'], 2, /Unknown option '--bogus'/);
-  await fails(['transcribe', EN_3S, ...MODEL_ARGS, '--quant', 'int3'], 2, /--quant must be none, int8 or int4, got "int3"/);
+  await fails(['transcribe', EN_3S, ...MODEL_ARGS, '--quant', 'int3'], 2, /--quant: must be one of none, int8, int4; got "int3"/);
   await fails(['transcribe', EN_3S, ...MODEL_ARGS, '--language', 'klingon'], 2, /Unsupported language: klingon/);
   await fails(['align', EN_3S, '--language', 'English', '--aligner', ALIGNER, '--quant', 'none'], 2, /align needs --text/);
 });
@@ -325,12 +328,12 @@ test('usage errors exit 2 naming the problem', async () => {
  * More argument checks, through main() in this process (they all fail before a model is
  * created, so a process each would only cost time): exit code, stderr, and an empty stdout.
  */
-async function mainInProcess(argv: string[]): Promise<Run> {
+async function mainInProcess(argv: string[], env: Env = {}): Promise<Run> {
   const { main } = await import('./main.ts');
   // Collectors, not process.stdout: the test runner reports through this process's stdout.
   let stdout = '';
   let stderr = '';
-  const code = await main(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+  const code = await main(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } }, env);
   return { code, stdout, stderr };
 }
 
@@ -339,10 +342,10 @@ test('argument values are checked before any model is loaded (in process)', asyn
     [['transcribe', ...MODEL_ARGS], /exactly one audio file, got 0/],
     [['transcribe', EN_3S, EN_3S, ...MODEL_ARGS], /exactly one audio file, got 2/],
     [['transcribe', EN_3S, ...MODEL_ARGS, '--format', 'xml'], /--format must be one of text, json, verbose_json, srt, vtt, got "xml"/],
-    [['transcribe', EN_3S, ...MODEL_ARGS, '--max-new-tokens', '0'], /--max-new-tokens must be a positive integer, got "0"/],
-    [['transcribe', EN_3S, ...MODEL_ARGS, '--threads', '1.5'], /--threads must be a positive integer, got "1\.5"/],
-    [['transcribe', EN_3S, ...MODEL_ARGS, '--segment-seconds', 'ten'], /--segment-seconds must be a positive integer, got "ten"/],
-    [['transcribe', EN_3S, ...MODEL_ARGS, '--device', 'tpu'], /--device must be cpu, cuda or cuda:N, got "tpu"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--max-new-tokens', '0'], /--max-new-tokens: must be at least 1; got 0/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--threads', '1.5'], /--threads: must be an integer; got "1\.5"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--segment-seconds', 'ten'], /--segment-seconds: must be an integer; got "ten"/],
+    [['transcribe', EN_3S, ...MODEL_ARGS, '--device', 'tpu'], /--device: must be cpu, cuda or cuda:N \(N = GPU index\); got "tpu"/],
     [['transcribe', EN_3S, ...MODEL_ARGS, '--json=yes'], /Option '--json' does not take an argument/],
     [['transcribe', EN_3S, '--quant', 'none', '--model'], /Option '--model <value>' argument missing/],
     [['align', EN_3S, '--text', 'hello', '--aligner', ALIGNER], /align needs --language/],
@@ -359,6 +362,71 @@ test('argument values are checked before any model is loaded (in process)', asyn
   const help = await mainInProcess(['help']);
   assert.deepEqual({ code: help.code, stderr: help.stderr }, { code: 0, stderr: '' });
   assert.match(help.stdout, /^Usage:/);
+});
+
+/**
+ * Runs `transcribe` on a file that does not exist: a run whose arguments and settings are all
+ * accepted gets as far as reading the file (exit 1, ENOENT); one with a refused value exits 2.
+ */
+async function settingsCheck(flags: string[], env: Env = {}): Promise<Run> {
+  return mainInProcess(['transcribe', join(tmpdir(), 'qwen3-asr-no-such-file.wav'), ...flags], env);
+}
+
+function accepted(r: Run, what: string): void {
+  assert.equal(r.code, 1, `${what}: exit ${r.code}, expected the run to get as far as the missing file\n${r.stderr}`);
+  assert.match(r.stderr, /cannot read file \(ENOENT\)/, what);
+}
+
+function refused(r: Run, message: string, what: string): void {
+  assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
+  assert.ok(r.stderr.startsWith(`qwen3-asr: ${message}\n`), `${what}: expected "${message}", got ${r.stderr.split('\n')[0]}`);
+}
+
+test('a setting flag accepts every value the server accepts for its variable, and refuses the rest with the same message', async () => {
+  // For each flag: values the server accepts and values it refuses (whichever they are: the
+  // server's parse decides, the CLI must agree).
+  const samples: Record<string, string[]> = {
+    model: ['Qwen/Qwen3-ASR-0.6B', '/models/asr', ' '],
+    aligner: ['Qwen/Qwen3-ForcedAligner-0.6B', './aligner'],
+    device: ['cpu', 'CUDA', 'cuda:0', 'cuda:12', 'gpu', 'cuda:x', 'cuda:1234', 'tpu'],
+    quant: ['none', 'int8', 'INT8', 'int4', 'int3', 'fp16'],
+    threads: ['0', '1', '+2', '1024', '1025', '-1', '1.5', 'many'],
+    'batch-size': ['-1', '1', '16', '100000', '0', '-2', '1.5', 'all'],
+    'max-new-tokens': ['1', '512', '0', '-1', 'x'],
+    'segment-seconds': ['10', '20', '1200', '9', '1201', 'ten'],
+    'hf-home': ['/cache/hf', '~/hf'],
+  };
+  const flags = cliSettings();
+  assert.deepEqual(Object.keys(samples).sort(), flags.map(({ flag }) => flag.name).sort(), 'a sample list for every setting flag');
+  let refusals = 0;
+  for (const { setting, flag } of flags) {
+    for (const value of samples[flag.name]) {
+      let serverProblem: string | undefined;
+      try {
+        readServerConfig({ [setting.env]: value });
+      } catch (err) {
+        assert.ok(err instanceof SettingError, String(err));
+        serverProblem = err.problem;
+      }
+      const what = `--${flag.name}=${value} (server: ${setting.env}=${value} ${serverProblem ? 'refused' : 'accepted'})`;
+      const r = await settingsCheck([`--${flag.name}=${value}`]);
+      if (serverProblem === undefined) accepted(r, what);
+      else {
+        refusals++;
+        refused(r, `--${flag.name}: ${serverProblem}`, what);
+      }
+    }
+  }
+  assert.ok(refusals >= 15, `the samples include refused values (${refusals})`);
+});
+
+test('settings from the environment: the CLI takes what the server takes, a flag overrides its variable, an invalid variable exits 2 naming it', async () => {
+  accepted(await settingsCheck([], { THREADS: '0', MAX_INFERENCE_BATCH_SIZE: '-1', QUANT: 'INT8', QWEN3_ASR_CACHE: 'off' }), 'THREADS=0 MAX_INFERENCE_BATCH_SIZE=-1 QUANT=INT8');
+  accepted(await settingsCheck(['--threads', '2'], { THREADS: 'many' }), 'the flag overrides an invalid THREADS');
+  refused(await settingsCheck([], { THREADS: 'many' }), 'THREADS: must be an integer; got "many"', 'THREADS=many');
+  refused(await settingsCheck([], { QWEN3_ASR_INT8_KERNEL: 'bogus' }), 'QWEN3_ASR_INT8_KERNEL: must be one of u8s8, u8u8; got "bogus"', 'QWEN3_ASR_INT8_KERNEL=bogus');
+  refused(await settingsCheck([], { QWEN3_ASR_CACHE: 'maybe' }), 'QWEN3_ASR_CACHE: must be a boolean (1/0, true/false, yes/no, on/off); got "maybe"', 'QWEN3_ASR_CACHE=maybe');
+  refused(await settingsCheck([], { HF_HUB_OFFLINE: 'maybe' }), 'HF_HUB_OFFLINE: must be a boolean (1/0, true/false, yes/no, on/off); got "maybe"', 'HF_HUB_OFFLINE=maybe');
 });
 
 test('progress on a terminal: stderr shows the percentage for recordings of a minute or more, stdout only the text', async () => {

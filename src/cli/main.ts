@@ -7,63 +7,50 @@
  *                        [--batch-size N] [--segment-seconds N] [--timestamps --aligner A]
  *                        [--format json|text|srt|vtt|verbose_json] [--json]
  *   qwen3-asr align <audio> --text TEXT --language L --aligner A [--json]
+ *
+ * The flags that stand for a setting (--threads for THREADS, …) are read with the environment
+ * by src/settings/settings.ts, so they accept exactly what the server accepts, and a flag
+ * overrides its variable.
  */
 import { realpathSync } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { resolveLanguage } from '../pipeline/languages.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
-import { DEFAULT_MAX_BATCH_SIZE } from '../pipeline/run-transcription.ts';
-import { PipelineError, type Device, type Quantization, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
+import { PipelineError, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
 import { subtitles, verboseJson } from '../formats/response-formats.ts';
-import { AudioDecodeError, decodeAudio } from '../audio/decode.ts';
+import { checkReadableFile } from '../pipeline/audio-file.ts';
+import { cliSettings, DEFAULT_CLI_ALIGNER, parseSettings, SettingError, settingMeaning, type Env } from '../settings/settings.ts';
 
-const DEFAULT_MODEL = 'Qwen/Qwen3-ASR-1.7B';
-const DEFAULT_ALIGNER = 'Qwen/Qwen3-ForcedAligner-0.6B';
+/** `--threads` overrides THREADS and so on: the settings table names each setting's flag. */
+const SETTING_FLAGS = cliSettings();
+
+const usageLine = (left: string, right: string) => `  ${left.padEnd(23)}${right}\n`;
+/** Markdown of the settings table as plain text for a terminal: no code marks, no references to README's sections. */
+const plain = (markdown: string) => markdown.replace(/ — see \[[^\]]*\]\([^)]*\)/g, '').replace(/`/g, '');
+
+function settingUsage(): string {
+  return SETTING_FLAGS.map(({ setting, flag }) =>
+    usageLine(`--${flag.name} ${flag.arg}`, `${plain(settingMeaning(setting, flag.doc))} (default: $${setting.env} or ${plain(flag.default ?? setting.default)})`),
+  ).join('');
+}
 
 export const USAGE = `Usage:
   qwen3-asr transcribe <audio> [options]
   qwen3-asr align <audio> --text TEXT --language L [--aligner A] [--json]
 
-Transcribe options:
-  --model M              checkpoint folder or Hugging Face repo id (default: $MODEL_NAME or ${DEFAULT_MODEL})
-  --language L           force the language (Qwen name, ISO code or BCP-47 tag); default: detect
-  --context TEXT         context for the system prompt (names, terms)
-  --max-new-tokens N     cap on generated tokens per segment (default: grows with duration)
-  --quant Q              none | int8 | int4 (default: $QUANT or int8)
-  --device D             cpu | cuda | cuda:N (default: $DEVICE or cpu)
-  --threads N            ONNX Runtime threads (default: $THREADS or one per physical core)
-  --batch-size N         segments decoded together (default: $MAX_INFERENCE_BATCH_SIZE or 16)
-  --segment-seconds N    longest segment (default: $SEGMENT_SECONDS or 20; 180 at most with --timestamps)
-  --timestamps           word timestamps with the forced aligner
-  --aligner A            forced-aligner folder or repo id (default: $FORCED_ALIGNER or ${DEFAULT_ALIGNER})
-  --format F             text | json | verbose_json | srt | vtt (default: text)
-  --json                 one JSON object: text, language, raw, token_ids, duration, segments
-  --hf-home DIR          Hugging Face cache root (default: $HF_HOME or ~/.cache/huggingface)
-  -h, --help             this help
-`;
+Options:
+${usageLine('--language L', 'force the language (Qwen name, ISO code or BCP-47 tag); default: detect')}\
+${usageLine('--context TEXT', 'context for the system prompt (names, terms)')}\
+${usageLine('--timestamps', 'word timestamps with the forced aligner')}\
+${usageLine('--format F', 'text | json | verbose_json | srt | vtt (default: text)')}\
+${usageLine('--json', 'one JSON object: text, language, raw, token_ids, duration, segments')}\
+${usageLine('--text TEXT', 'align: the text to place in the audio')}\
+${usageLine('-h, --help', 'this help')}
+Settings (a flag overrides its environment variable; README "Configuration" lists every variable):
+${settingUsage()}`;
 
 class UsageError extends Error {}
-
-function positiveInt(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function parseQuant(v: string | undefined): Quantization {
-  const q = v ?? process.env.QUANT ?? 'int8';
-  if (q !== 'none' && q !== 'int8' && q !== 'int4') throw new UsageError(`--quant must be none, int8 or int4, got ${JSON.stringify(q)}`);
-  return q;
-}
-
-function parseDevice(v: string | undefined): Device {
-  const d = v ?? process.env.DEVICE ?? 'cpu';
-  if (!/^(cpu|cuda(:\d+)?)$/.test(d)) throw new UsageError(`--device must be cpu, cuda or cuda:N, got ${JSON.stringify(d)}`);
-  return d as Device;
-}
 
 const FORMATS = ['text', 'json', 'verbose_json', 'srt', 'vtt'] as const;
 
@@ -118,26 +105,12 @@ export function cliJson(result: TranscriptionResult): Record<string, unknown> {
       language: s.language,
       raw: s.raw,
       token_ids: s.tokenIds,
+      text_token_ids: s.textTokenIds,
       truncated: s.truncated,
       ...(s.words ? { words: s.words } : {}),
     })),
     ...(result.words ? { words: result.words } : {}),
   };
-}
-
-/** Throws the decoder's own errors (same messages as decodeAudio) for a missing, unreadable or non-file path. */
-async function checkReadable(path: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  let isFile = true;
-  try {
-    isFile = (await stat(path)).isFile();
-    if (isFile) handle = await open(path, 'r');
-  } catch (err) {
-    throw new AudioDecodeError('undecodable', path, `cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  } finally {
-    await handle?.close();
-  }
-  if (!isFile) throw new AudioDecodeError('undecodable', path, 'not a regular file');
 }
 
 async function withTranscriber<T>(make: () => Transcriber, run: (t: Transcriber) => Promise<T>): Promise<T> {
@@ -156,8 +129,12 @@ export interface CliIo {
   stderr: { write(text: string): unknown; isTTY?: boolean };
 }
 
-/** Runs the CLI; resolves to the exit code (0 ok, 1 failure, 2 usage error). */
-export async function main(argv: string[], io: CliIo = process): Promise<number> {
+/**
+ * Runs the CLI; resolves to the exit code (0 ok, 1 failure, 2 usage error or invalid setting).
+ * `env` is where the settings are read and checked (default: this process's environment; the
+ * engine's worker reads its own defaults, such as the graph cache, from the process's).
+ */
+export async function main(argv: string[], io: CliIo = process, env?: Env): Promise<number> {
   const [command, ...rest] = argv;
   try {
     // No command is a usage error: the usage goes to stderr, stdout stays empty for pipelines.
@@ -194,20 +171,23 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
     }
     if (positionals.length !== 1) throw new UsageError(`${command} takes exactly one audio file, got ${positionals.length}`);
     const audio = positionals[0];
+    const flagValues = Object.fromEntries(SETTING_FLAGS.map(({ flag }) => [flag.name, values[flag.name as keyof typeof values] as string | undefined]));
+    const settings = parseSettings(env, flagValues);
+    // The engine's messages only when LOG_LEVEL asks for them: its default (info) is the server's.
+    const verbose = settings.given.has('logLevel') && (settings.logLevel === 'debug' || settings.logLevel === 'info');
     const common = {
-      device: parseDevice(values.device),
-      quant: parseQuant(values.quant),
-      threads: positiveInt('threads', values.threads ?? process.env.THREADS) ?? 0,
-      maxBatchSize: positiveInt('batch-size', values['batch-size'] ?? process.env.MAX_INFERENCE_BATCH_SIZE) ?? DEFAULT_MAX_BATCH_SIZE,
+      device: settings.device,
+      quant: settings.quant,
+      threads: settings.threads,
+      maxBatchSize: settings.maxBatchSize,
       maxQueue: 1,
-      hfHome: values['hf-home'] ?? process.env.HF_HOME,
-      hfEndpoint: process.env.HF_ENDPOINT,
-      hfOffline: /^(1|true|yes|on)$/i.test(process.env.HF_HUB_OFFLINE ?? ''),
-      hfToken: process.env.HF_TOKEN,
+      hfHome: settings.hfHome,
+      hfEndpoint: settings.hfEndpoint,
+      hfOffline: settings.hfOffline,
+      hfToken: settings.hfToken,
       // Errors are not logged here: every one the transcriber logs (load failure, worker crash)
       // also rejects the awaited call and is printed once by the catch below.
       log: (level: string, msg: string) => {
-        const verbose = process.env.LOG_LEVEL === 'debug' || process.env.LOG_LEVEL === 'info';
         if (level === 'warn' || verbose) io.stderr.write(`${msg}\n`);
       },
     };
@@ -221,20 +201,19 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
         if (!r.ok) throw new UsageError(r.message);
         language = r.name || undefined;
       }
-      const segmentSeconds = positiveInt('segment-seconds', values['segment-seconds'] ?? process.env.SEGMENT_SECONDS);
       const timestamps = values.timestamps ?? false;
-      const aligner = timestamps ? (values.aligner ?? (process.env.FORCED_ALIGNER || DEFAULT_ALIGNER)) : undefined;
+      const aligner = timestamps ? (settings.forcedAligner ?? DEFAULT_CLI_ALIGNER) : undefined;
       // Fail before loading (or downloading) a model when the file cannot be read at all.
-      await checkReadable(audio);
+      await checkReadableFile(audio);
       const progress = progressPrinter(io.stderr);
       const result = await withTranscriber(
-        () => createTranscriber({ ...common, model: values.model ?? (process.env.MODEL_NAME || DEFAULT_MODEL), aligner, segmentSeconds }),
+        () => createTranscriber({ ...common, model: settings.modelName, aligner, segmentSeconds: settings.segmentSeconds }),
         (t) =>
           t.transcribeFile(audio, {
             language,
             context: values.context,
             timestamps,
-            maxNewTokens: positiveInt('max-new-tokens', values['max-new-tokens']),
+            maxNewTokens: settings.maxNewTokens,
             onProgress: (d, total) => progress.update(d, total),
           }),
       );
@@ -248,10 +227,10 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
       if (!values.language) throw new UsageError('align needs --language L (a language the aligner supports, e.g. English)');
       const r = resolveLanguage(values.language);
       if (!r.ok || !r.name) throw new UsageError(r.ok ? 'align needs a language, not auto-detection' : r.message);
-      const samples = (await decodeAudio(audio)).samples;
+      await checkReadableFile(audio);
       const items = await withTranscriber(
         () => {
-          const aligner = values.aligner ?? (process.env.FORCED_ALIGNER || DEFAULT_ALIGNER);
+          const aligner = settings.forcedAligner ?? DEFAULT_CLI_ALIGNER;
           return createTranscriber({ ...common, model: aligner, aligner, alignOnly: true });
         },
         (t) => {
@@ -261,7 +240,7 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
           if (!supported.some((l) => l.toLowerCase() === r.name.toLowerCase())) {
             throw new UsageError(`the forced aligner does not support ${r.name}; it supports ${supported.join(', ')}`);
           }
-          return t.align(samples, values.text!, r.name);
+          return t.alignFile(audio, values.text!, r.name);
         },
       );
       const out = { text: values.text, language: r.name, items };
@@ -271,7 +250,7 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (err) {
     // parseArgs' own errors (unknown option, missing value, value given to a flag, …) are usage errors too.
-    if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
+    if (err instanceof UsageError || err instanceof SettingError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
       io.stderr.write(`qwen3-asr: ${(err as Error).message}\n\n${USAGE}`);
       return 2;
     }
