@@ -22,7 +22,7 @@ import { parseModelConfig } from '../engine/checkpoint/config.ts';
 import { DataType, GraphBuilder } from '../engine/runtime/onnx-graph.ts';
 import { linearFromData, type WeightPrecision } from '../engine/graphs/layers.ts';
 import { intraOpThreads } from '../engine/runtime/cpu-threads.ts';
-import { defaultInt8Kernel } from '../engine/runtime/int8-kernel.ts';
+import { defaultInt8Kernel } from '../engine/thinker/precision.ts';
 import { referenceConfig } from '../tools/random-checkpoint.ts';
 
 const { values } = parseArgs({ options: { threads: { type: 'string', default: '0' } } });

@@ -7,7 +7,8 @@ import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadFeatureConfig, type FeatureConfig } from '../audio/features.ts';
 import { loadModelConfig } from '../engine/checkpoint/config.ts';
-import { defaultInt8Kernel, type Int8Kernel } from '../engine/runtime/int8-kernel.ts';
+import { type Int8Kernel } from '../engine/runtime/int8-kernel.ts';
+import { defaultInt8Kernel } from '../engine/thinker/precision.ts';
 import { readSetting } from '../settings/settings.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

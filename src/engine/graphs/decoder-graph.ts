@@ -32,7 +32,7 @@ import { type TextDecoderConfig } from '../checkpoint/config.ts';
 import { type SafetensorsStore } from '../checkpoint/safetensors.ts';
 import { DataType, type GraphBuilder } from '../runtime/onnx-graph.ts';
 import { linear, linearFromData, linearGroup, matrixWeight, rmsNorm, rowScales, transpose, weight, type LinearOptions } from './layers.ts';
-import { defaultInt8Kernel, int8Offset, type Int8Kernel } from '../runtime/int8-kernel.ts';
+import { int8Offset, requireInt8Kernel, type Int8Kernel } from '../runtime/int8-kernel.ts';
 
 /** This module, whose import closure is the source a cached build of its graphs depends on (runtime/graph-cache.ts). */
 export const DECODER_GRAPH_SOURCE = import.meta.url;
@@ -86,7 +86,7 @@ export function buildDecoderGraph(g: GraphBuilder, store: SafetensorsStore, cfg:
   const logitRows = g.input('logit_rows', DataType.INT64, ['rows']);
   const int8Cache = opts.kvCache === 'int8';
   // The cache's element type: int8, or uint8 holding value + 128 (int8-kernel.ts).
-  const offset = int8Cache ? int8Offset(opts.int8Kernel ?? defaultInt8Kernel()) : 0;
+  const offset = int8Cache ? int8Offset(requireInt8Kernel(opts.int8Kernel)) : 0;
   const cacheType = offset ? DataType.UINT8 : DataType.INT8;
   const pastK: string[] = [];
   const pastV: string[] = [];

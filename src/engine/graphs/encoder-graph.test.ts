@@ -10,6 +10,7 @@ import { logMelSpectrogram } from '../../audio/index.ts';
 import { convOutLength, loadModelConfig } from '../checkpoint/config.ts';
 import { packWindows } from '../thinker/audio-encoder.ts';
 import { buildConvStemGraph, conv3x3Stride2W8A8, sinusoidPositions } from './encoder-graph.ts';
+import { defaultInt8Kernel } from '../thinker/precision.ts';
 import { DataType, GraphBuilder } from '../runtime/onnx-graph.ts';
 import { quantizePerChannelInt8 } from '../runtime/quantize.ts';
 import { SafetensorsStore } from '../checkpoint/safetensors.ts';
@@ -89,7 +90,7 @@ test('tiny-a conv stem: the w8a8 form stays within 0.5% of the fp32 convolutions
   const sessions = await Promise.all(
     (['fp32', 'w8a8'] as const).map((precision) => {
       const g = new GraphBuilder(`conv-${precision}`);
-      buildConvStemGraph(g, store, cfg, { precision }); // this machine's integer kernel
+      buildConvStemGraph(g, store, cfg, { precision, int8Kernel: defaultInt8Kernel() }); // this machine's integer kernel
       return ort.InferenceSession.create(g.toBytes());
     }),
   );

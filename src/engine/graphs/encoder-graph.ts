@@ -13,7 +13,7 @@ import { type AudioEncoderConfig } from '../checkpoint/config.ts';
 import { type SafetensorsStore } from '../checkpoint/safetensors.ts';
 import { DataType, type GraphBuilder } from '../runtime/onnx-graph.ts';
 import { gelu, layerNorm, linear, linearGroup, quantizeActivations, reshape, rowScales, transpose, w8a8Product, weight, type LinearOptions } from './layers.ts';
-import { defaultInt8Kernel, type Int8Kernel } from '../runtime/int8-kernel.ts';
+import { requireInt8Kernel, type Int8Kernel } from '../runtime/int8-kernel.ts';
 
 /** This module, whose import closure is the source a cached build of its graphs depends on (runtime/graph-cache.ts). */
 export const ENCODER_GRAPH_SOURCE = import.meta.url;
@@ -37,7 +37,7 @@ export function convFreqOut(numMelBins: number): number {
 
 export function buildConvStemGraph(g: GraphBuilder, store: SafetensorsStore, cfg: AudioEncoderConfig, opts: LinearOptions = { precision: 'fp32' }): void {
   const { precision } = opts;
-  const int8Kernel = opts.int8Kernel ?? defaultInt8Kernel();
+  const int8Kernel = requireInt8Kernel(opts.int8Kernel);
   const C = cfg.convChannels;
   const chunks = g.input('chunks', DataType.FLOAT, ['n', 1, cfg.numMelBins, 'frames']);
   const positions = g.input('positions', DataType.FLOAT, ['t', cfg.dModel]);

@@ -8,7 +8,7 @@
 import { type SafetensorsStore } from '../checkpoint/safetensors.ts';
 import { asFloat32, quantizeMatrix, quantizePerChannelInt8, type MatrixValues, type QuantBits } from '../runtime/quantize.ts';
 import { DataType, type GraphBuilder } from '../runtime/onnx-graph.ts';
-import { defaultInt8Kernel, int8Offset, type Int8Kernel } from '../runtime/int8-kernel.ts';
+import { int8Offset, requireInt8Kernel, type Int8Kernel } from '../runtime/int8-kernel.ts';
 
 /**
  * fp32: Gemm. int8 / int4: MatMulNBits, block-quantised weights (fast for a few rows: decoding).
@@ -84,7 +84,7 @@ export function linearFromData(
     if (bias) inputs.push(g.initializer(`${name}.bias`, bias, [n]));
     return g.op('Gemm', inputs, { transB: 1 });
   }
-  if (opts.precision === 'w8a8') return w8a8Linear(g, x, name, w, n, k, bias, opts.int8Kernel ?? defaultInt8Kernel());
+  if (opts.precision === 'w8a8') return w8a8Linear(g, x, name, w, n, k, bias, requireInt8Kernel(opts.int8Kernel));
   const bits: QuantBits = opts.precision === 'int8' ? 8 : 4;
   // Never wider than the (power-of-two-rounded) input: tiny test models have K = 64.
   const blockSize = Math.min(opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision], Math.max(16, 2 ** Math.ceil(Math.log2(k))));
@@ -211,7 +211,7 @@ export function linearGroup(
   if (opts.precision === 'w8a8') {
     const a = quantizeActivations(g, x, k);
     // Each weight is read when its product is built (matrixWeight's buffer is reused).
-    return prefixes.map((prefix, i) => w8a8Product(g, a, prefix, matrixWeight(g, store, names[i], [ns[i], k]), ns[i], k, biases[i], opts.int8Kernel ?? defaultInt8Kernel()));
+    return prefixes.map((prefix, i) => w8a8Product(g, a, prefix, matrixWeight(g, store, names[i], [ns[i], k]), ns[i], k, biases[i], requireInt8Kernel(opts.int8Kernel)));
   }
   const total = ns.reduce((a, b) => a + b, 0);
   const b = hasBias ? new Float32Array(total) : undefined;

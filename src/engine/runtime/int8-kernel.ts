@@ -20,8 +20,7 @@
  * - u8s8: B as int8.
  * - u8u8: B as uint8 = value + 128, with a B zero point of 128.
  */
-import { parseCpuFlags, thisCpu } from './cpu-flags.ts';
-import { readSetting } from '../../settings/settings.ts';
+import { parseCpuFlags } from './cpu-flags.ts';
 
 export type Int8Kernel = 'u8s8' | 'u8u8';
 
@@ -42,17 +41,13 @@ export function int8KernelFor(arch: string, cpuinfo: string | undefined): Int8Ke
   return EXACT_U8S8_FLAGS.some((f) => flags.has(f)) ? 'u8s8' : 'u8u8';
 }
 
-let detected: Int8Kernel | undefined;
-
 /**
- * This machine's kernel: `QWEN3_ASR_INT8_KERNEL` (u8s8 or u8u8) when set, else int8KernelFor
- * this CPU.
+ * The kernel a graph with W8A8 products was asked to store them for; the loader chooses it
+ * (thinker/precision.ts defaultInt8Kernel), so a graph's bytes depend only on its inputs.
  */
-export function defaultInt8Kernel(): Int8Kernel {
-  const chosen = readSetting('int8Kernel');
-  if (chosen) return chosen;
-  detected ??= int8KernelFor(process.arch, thisCpu().cpuinfo);
-  return detected;
+export function requireInt8Kernel(kernel: Int8Kernel | undefined): Int8Kernel {
+  if (!kernel) throw new Error('W8A8 products need their integer kernel (u8s8 or u8u8) chosen by the loader');
+  return kernel;
 }
 
 /** The B side's zero point: what is added to an int8 value to store it for the kernel. */

@@ -108,6 +108,8 @@ test('the cache key covers the import closure of the graph builders, found rathe
       assert.ok(files.includes(f), `${f} is missing from the closure of ${url}: ${files.join(', ')}`);
     }
     assert.ok(!files.some((f) => f.endsWith('.test.ts')));
+    // Only the engine's own code: a settings or pipeline change does not rebuild every graph.
+    assert.ok(importClosure([url]).every((f) => f.includes('/src/engine/')), files.join(', '));
   }
   // A change anywhere in the closure changes the hash; a file outside it does not.
   const dir = join(root, 'src-closure');

@@ -11,7 +11,7 @@ import { buildConvStemGraph, buildEncoderTransformerGraph, ENCODER_GRAPH_SOURCE,
 import { type SafetensorsStore } from '../checkpoint/safetensors.ts';
 import { builtBy, createSession, type SessionOptions } from '../runtime/session.ts';
 import { type LinearOptions } from '../graphs/layers.ts';
-import { defaultInt8Kernel } from '../runtime/int8-kernel.ts';
+import { defaultInt8Kernel } from './precision.ts';
 
 /** Log-mel features of one item, [mels, frames] row-major. */
 export interface MelFeatures {

@@ -5,9 +5,23 @@
 import { type WeightPrecision } from '../graphs/layers.ts';
 import { thisCpu } from '../runtime/cpu-flags.ts';
 import { intraOpThreads } from '../runtime/cpu-threads.ts';
-import { defaultInt8Kernel, type Int8Kernel } from '../runtime/int8-kernel.ts';
+import { int8KernelFor, type Int8Kernel } from '../runtime/int8-kernel.ts';
+import { readSetting } from '../../settings/settings.ts';
 import type { KvCacheFormat } from '../runtime/kv-cache.ts';
 import type { Quantization } from '../types.ts';
+
+let detected: Int8Kernel | undefined;
+
+/**
+ * This machine's integer kernel: `QWEN3_ASR_INT8_KERNEL` (u8s8 or u8u8) when set, else
+ * int8KernelFor this CPU (runtime/int8-kernel.ts).
+ */
+export function defaultInt8Kernel(): Int8Kernel {
+  const chosen = readSetting('int8Kernel');
+  if (chosen) return chosen;
+  detected ??= int8KernelFor(process.arch, thisCpu().cpuinfo);
+  return detected;
+}
 
 export interface PartPrecisions {
   encoder: WeightPrecision;

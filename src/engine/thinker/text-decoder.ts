@@ -16,7 +16,8 @@ import { buildDecoderGraph, DECODER_GRAPH_SOURCE, type DecoderGraphOptions } fro
 import { type SafetensorsStore, toFloat32 } from '../checkpoint/safetensors.ts';
 import { builtBy, createSession, type SessionOptions } from '../runtime/session.ts';
 import { type LinearOptions } from '../graphs/layers.ts';
-import { defaultInt8Kernel, int8Offset } from '../runtime/int8-kernel.ts';
+import { int8Offset } from '../runtime/int8-kernel.ts';
+import { defaultInt8Kernel } from './precision.ts';
 import { int8View, KvCache, quantizeVectorsInt8, type KvCacheFormat } from '../runtime/kv-cache.ts';
 
 const NEG = -1e30;
