@@ -6,10 +6,10 @@
 import { parseArgs } from 'node:util';
 import { decodeAudio } from '../audio/decode.ts';
 import { AsrModel } from '../engine/asr/asr-model.ts';
-import { generateGreedy } from '../engine/thinker/generate.ts';
+import { decodeBatch } from '../engine/thinker/scheduler.ts';
 import { buildAsrPrompt } from '../engine/text/prompt.ts';
 import { embedPrompt } from '../engine/thinker/prompt-embedding.ts';
-import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_SEGMENT_SECONDS, runTranscription } from '../pipeline/run-transcription.ts';
+import { DEFAULT_SEGMENT_SECONDS, runTranscription } from '../pipeline/run-transcription.ts';
 import type { Quantization } from '../pipeline/types.ts';
 
 const { values } = parseArgs({
@@ -58,10 +58,10 @@ const segment = promptFor(segmentEmbeds);
 async function timedGeneration(prompt: { embeds: Float32Array; length: number }, batch: number, newTokens: number): Promise<{ prefill: number; perStep: number }> {
   const stamps: number[] = [];
   const start = now();
-  await generateGreedy(
+  await decodeBatch(
     model.decoder,
     Array.from({ length: batch }, () => ({ embeds: prompt.embeds, length: prompt.length, maxNewTokens: newTokens })),
-    { stopIds: new Set(), onStep: () => stamps.push(now()) },
+    { stopIds: new Set(), ignoreStopTokens: true, onStep: () => stamps.push(now()) },
   );
   // The median step, not the mean: on a shared VM, neighbours stall single steps by 2x now and then.
   const gaps = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
@@ -111,7 +111,6 @@ for (let i = 0; i < 3; i++) {
   t = now();
   piped = await runTranscription(model, undefined, audio, {}, {
     segmentSeconds: DEFAULT_SEGMENT_SECONDS,
-    maxBatchSize: DEFAULT_MAX_BATCH_SIZE,
     forceTokensPerSecond: tokensPerSecond,
   });
   pipelineRuns.push(now() - t);

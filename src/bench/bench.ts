@@ -5,6 +5,7 @@
  * product ceilings of the machine (bench-kernels.ts) and the long-recording run.
  *
  *   npm run bench -- [--sizes 1.7b,0.6b] [--quants int8,int4,none] [--out FILE] [--threads N]
+ *   npm run bench -- --concurrency 1,4,8,16 [--sizes 1.7b,0.6b]   (many callers, int8: bench-concurrency.ts)
  *
  * Prints a table and writes the JSON results (default bench-results/bench-<time>.json).
  */
@@ -27,6 +28,8 @@ const { values } = parseArgs({
     'pipeline-size': { type: 'string', default: '1.7b' },
     'pipeline-quant': { type: 'string', default: 'int8' },
     minutes: { type: 'string', default: '10' },
+    /** Client counts for the serving benchmark (bench-concurrency.ts); given, only it runs. */
+    concurrency: { type: 'string' },
   },
 });
 
@@ -44,6 +47,34 @@ function checkpoint(size: string): string {
     execFileSync(process.execPath, [...tsx, join(REPO_ROOT, 'src/tools/make-checkpoint.ts'), '--size', size, '--out', dir], { stdio: 'inherit' });
   }
   return dir;
+}
+
+if (values.concurrency) {
+  // Many callers at once against one at a time, int8, each model in its own process.
+  const runs: Record<string, any>[] = [];
+  for (const size of values.sizes!.split(',')) {
+    console.error(`bench: ${size} int8, ${values.concurrency} concurrent clients ...`);
+    const out = execFileSync(
+      process.execPath,
+      [...tsx, join(REPO_ROOT, 'src/bench/bench-concurrency.ts'), '--model', checkpoint(size), '--quant', 'int8', '--levels', values.concurrency, '--threads', values.threads!],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 },
+    );
+    runs.push({ size, ...JSON.parse(out.trim().split('\n').pop()!) });
+  }
+  const f = (x: number, d = 1) => x.toFixed(d);
+  console.log(`ONNX Runtime intra-op threads: ${threads}; malloc huge pages: ${hugePages}; 20 s clips, 4 tokens per audio second\n`);
+  console.log('| model | clients | batched: audio-s/s, p50 / p95 latency s | one at a time: audio-s/s, p50 / p95 s | throughput ratio |');
+  console.log('|---|---|---|---|---|');
+  for (const r of runs) {
+    for (const l of r.levels) {
+      console.log(`| ${r.size} | ${l.clients} | ${f(l.batched.audioSecondsPerSecond)}, ${f(l.batched.p50)} / ${f(l.batched.p95)} | ${f(l.oneAtATime.audioSecondsPerSecond)}, ${f(l.oneAtATime.p50)} / ${f(l.oneAtATime.p95)} | ${f(l.throughputRatio, 2)} |`);
+    }
+  }
+  const outFile = values.out ?? join(REPO_ROOT, 'bench-results', `bench-concurrency-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(join(outFile, '..'), { recursive: true });
+  writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), threads, hugePages, runs }, null, 2));
+  console.error(`bench: results written to ${outFile}`);
+  process.exit(0);
 }
 
 const rows: Record<string, any>[] = [];

@@ -166,6 +166,7 @@ function resultFromCliJson(out: any): TranscriptionResult {
       tokenIds: s.token_ids,
       textTokenIds: s.text_token_ids,
       truncated: s.truncated,
+      repetitionStopped: s.repetition_stopped,
       ...(s.words ? { words: s.words } : {}),
     })),
     ...(out.words ? { words: out.words } : {}),
@@ -394,6 +395,9 @@ test('a setting flag accepts every value the server accepts for its variable, an
     'batch-size': ['-1', '1', '16', '100000', '0', '-2', '1.5', 'all'],
     'max-new-tokens': ['1', '512', '0', '-1', 'x'],
     'segment-seconds': ['10', '20', '1200', '9', '1201', 'ten'],
+    vad: ['on', 'off', 'OFF', 'yes', '1', 'auto'],
+    'vad-threshold': ['0.5', '.3', '0.99', '0', '1', '-0.1', '0.5x', 'half'],
+    'vad-min-silence-ms': ['100', '1000', '10000', '99', '10001', '1.5', 'x'],
     'hf-home': ['/cache/hf', '~/hf'],
   };
   const flags = cliSettings();

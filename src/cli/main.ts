@@ -96,6 +96,7 @@ export function cliJson(result: TranscriptionResult): Record<string, unknown> {
     raw: one ? one.raw : result.segments.map((s) => s.raw).join('\n'),
     token_ids: one ? one.tokenIds : result.segments.flatMap((s) => s.tokenIds),
     truncated: result.segments.some((s) => s.truncated),
+    repetition_stopped: result.segments.some((s) => s.repetitionStopped),
     duration: result.duration,
     segments: result.segments.map((s) => ({
       id: s.id,
@@ -107,6 +108,7 @@ export function cliJson(result: TranscriptionResult): Record<string, unknown> {
       token_ids: s.tokenIds,
       text_token_ids: s.textTokenIds,
       truncated: s.truncated,
+      repetition_stopped: s.repetitionStopped,
       ...(s.words ? { words: s.words } : {}),
     })),
     ...(result.words ? { words: result.words } : {}),

@@ -12,7 +12,7 @@ import {
 } from './response-formats.ts';
 
 function segment(id: number, start: number, end: number, text: string, language = 'English', extra: Partial<TranscriptSegment> = {}): TranscriptSegment {
-  return { id, start, end, text, language, raw: `language ${language}<asr_text>${text}`, tokenIds: [11528, 6364, 151704, 100 + id, 151645], textTokenIds: [100 + id], truncated: false, ...extra };
+  return { id, start, end, text, language, raw: `language ${language}<asr_text>${text}`, tokenIds: [11528, 6364, 151704, 100 + id, 151645], textTokenIds: [100 + id], truncated: false, repetitionStopped: false, ...extra };
 }
 
 const result: TranscriptionResult = {
@@ -34,7 +34,7 @@ test('original response: shape, processing_time, timestamps only when asked', ()
     text: 'Hello there. General Kenobi.',
     language: 'English',
     timestamps: null,
-    metadata: { model: 'Qwen/Qwen3-ASR-1.7B', processing_time: '2.45s', device: 'cpu' },
+    metadata: { model: 'Qwen/Qwen3-ASR-1.7B', processing_time: '2.45s', device: 'cpu', truncated: false, repetition_stopped: false },
   });
   const timed = originalTranscription(result, { model: 'm', device: 'cuda:0', processingSeconds: 0.1, timestamps: true });
   assert.deepEqual(timed.timestamps?.[1], { text: 'there', start: 0.6, end: 1 });
@@ -72,6 +72,8 @@ test('verbose_json: OpenAI fields, lowercase language, granularities', () => {
     avg_logprob: 0,
     compression_ratio: compressionRatio('General Kenobi.'),
     no_speech_prob: 0,
+    truncated: false,
+    repetition_stopped: false,
   });
   assert.deepEqual(v.usage, { type: 'duration', seconds: 10 });
 
@@ -111,4 +113,19 @@ test('deltas add up to the joined transcript', () => {
   const cjk = new DeltaBuilder();
   assert.equal(cjk.push({ text: '你好。', language: 'Chinese' }), '你好。');
   assert.equal(cjk.push({ text: '再见。', language: 'Chinese' }), '再见。', 'no space between unspaced scripts');
+});
+
+test('partial texts of the next segment stream ahead of it and never disagree with the final', () => {
+  const d = new DeltaBuilder();
+  assert.equal(d.partial(0, 'Hello', 'English'), 'Hello');
+  assert.equal(d.partial(1, 'Later', 'English'), '', 'not the next segment in order');
+  assert.equal(d.partial(0, 'Hello the', ''), '', 'language not known yet');
+  assert.equal(d.partial(0, 'Hello the', 'English'), ' the');
+  assert.equal(d.push({ text: 'Hello there.', language: 'English' }), 're.');
+  assert.equal(d.partial(1, 'General', 'English'), ' General');
+  assert.equal(d.push({ text: ' General Kenobi.', language: 'English' }), ' Kenobi.');
+  // Deltas add up to the transcript.
+  const all = new DeltaBuilder();
+  const sent = [all.partial(0, 'A b', 'English'), all.push({ text: 'A b c.', language: 'English' }), all.partial(1, '你', 'Chinese'), all.push({ text: '你好。', language: 'Chinese' })].join('');
+  assert.equal(sent, 'A b c. 你好。');
 });

@@ -26,7 +26,7 @@ export interface OriginalTranscription {
   text: string;
   language: string;
   timestamps: { text: string; start: number; end: number }[] | null;
-  metadata: { model: string; processing_time: string; device: string };
+  metadata: { model: string; processing_time: string; device: string; truncated: boolean; repetition_stopped: boolean };
 }
 
 export function originalTranscription(
@@ -39,7 +39,13 @@ export function originalTranscription(
     text: result.text,
     language: result.language,
     timestamps: words ? words.map((w) => ({ text: w.text, start: roundSeconds(w.start), end: roundSeconds(w.end) })) : null,
-    metadata: { model: info.model, processing_time: `${info.processingSeconds.toFixed(2)}s`, device: info.device },
+    metadata: {
+      model: info.model,
+      processing_time: `${info.processingSeconds.toFixed(2)}s`,
+      device: info.device,
+      truncated: result.segments.some((s) => s.truncated),
+      repetition_stopped: result.segments.some((s) => s.repetitionStopped),
+    },
   };
 }
 
@@ -76,6 +82,10 @@ export interface VerboseSegment {
   avg_logprob: number;
   compression_ratio: number;
   no_speech_prob: number;
+  /** Reached its token budget before a stop token. */
+  truncated: boolean;
+  /** Looped, and was stopped by the repetition guard. */
+  repetition_stopped: boolean;
 }
 
 /**
@@ -100,6 +110,8 @@ export function verboseSegment(segment: TranscriptSegment): VerboseSegment {
     avg_logprob: 0,
     compression_ratio: compressionRatio(text),
     no_speech_prob: text === '' ? 1 : 0,
+    truncated: segment.truncated,
+    repetition_stopped: segment.repetitionStopped,
   };
 }
 
@@ -149,20 +161,35 @@ export function sseEvent(type: string, data: unknown): string {
 }
 
 /**
- * Turns finished segments into `transcript.text.delta` texts whose concatenation is exactly
- * the final transcript (the pipeline's own join: a space between segments except between
- * unspaced scripts). Empty segments produce no delta.
+ * Turns finished segments, and the settled text of the segment being decoded after them, into
+ * `transcript.text.delta` texts whose concatenation is exactly the final transcript (the
+ * pipeline's own join: a space between segments except between unspaced scripts). A partial
+ * text only ever grows into its segment's final text (engine/text/partial-text.ts), so what is
+ * sent is never taken back. Empty segments produce no delta.
  */
 export class DeltaBuilder {
   private readonly parts: { text: string; language: string }[] = [];
   private emitted = '';
 
-  /** The text to send for this segment ('' when there is nothing new). */
+  /** The text to send for this finished segment, the next in order ('' when there is nothing new). */
   push(segment: Pick<TranscriptSegment, 'text' | 'language'>): string {
     this.parts.push({ text: segment.text, language: segment.language });
-    const joined = joinSegmentTexts(this.parts);
-    // The join only ever appends; if it did not (it cannot today), send nothing rather than
-    // a delta that would corrupt the client's running text: the done event has the truth.
+    return this.advance(joinSegmentTexts(this.parts));
+  }
+
+  /**
+   * The text to send for the settled part of segment `index` while it is decoded: only for the
+   * next segment in order, and only once its language is known (the join's spacing depends on
+   * it).
+   */
+  partial(index: number, text: string, language: string): string {
+    if (index !== this.parts.length || !language || !text) return '';
+    return this.advance(joinSegmentTexts([...this.parts, { text, language }]));
+  }
+
+  private advance(joined: string): string {
+    // Every joined text extends the last; if one did not, nothing is sent rather than a delta
+    // that would corrupt the client's running text: the done event has the truth.
     if (!joined.startsWith(this.emitted)) return '';
     const delta = joined.slice(this.emitted.length);
     this.emitted = joined;

@@ -1,7 +1,7 @@
 /**
  * The engine worker: owns the models and does every CPU-heavy step (audio decoding,
  * features, encoder, decoder, aligner) so the caller's event loop never waits on inference.
- * One job runs at a time; the main thread queues the rest.
+ * Jobs run side by side: their segments meet in the ASR model's one shared batch.
  */
 import { parentPort } from 'node:worker_threads';
 import { decodeAudio } from '../audio/decode.ts';
@@ -57,6 +57,7 @@ async function load(cfg: WorkerConfig): Promise<void> {
     const dir = await resolveCheckpoint(cfg.model, resolveOpts);
     log('info', `loading ${cfg.model} from ${dir} (device ${cfg.device}, quant ${cfg.quant})`);
     asr = await AsrModel.load(dir, loadOpts);
+    asr.setMaxBatchSize(cfg.maxBatchSize);
   }
   if (cfg.aligner) {
     const alignerDir = await resolveCheckpoint(cfg.aligner, resolveOpts);
@@ -66,24 +67,36 @@ async function load(cfg: WorkerConfig): Promise<void> {
   send({ type: 'ready', languages: (asr ?? aligner)?.config.supportLanguages ?? [], alignerLanguages: aligner?.languages.slice() });
 }
 
+/** A job's audio file; a job cancelled meanwhile is reported as cancelled (its upload may be gone). */
+async function decodeFile(path: string, signal: AbortSignal): Promise<Float32Array> {
+  try {
+    return (await decodeAudio(path)).samples;
+  } catch (err) {
+    if (signal.aborted) throw new AbortError();
+    throw err;
+  }
+}
+
 async function transcribe(msg: Extract<ToWorker, { type: 'transcribe' }>): Promise<void> {
   const ctrl = new AbortController();
   running.set(msg.id, ctrl);
   try {
     if (!asr || !config) throw new PipelineError('model_not_ready', 'The model is not loaded yet.');
-    const samples = msg.path ? (await decodeAudio(msg.path)).samples : msg.samples!;
+    const samples = msg.path ? await decodeFile(msg.path, ctrl.signal) : msg.samples!;
     if (ctrl.signal.aborted) throw new AbortError();
+    const { partials, ...options } = msg.options;
     const result = await runTranscription(
       asr,
       aligner,
       samples,
       {
-        ...msg.options,
+        ...options,
         signal: ctrl.signal,
+        onPartial: partials ? (index, text, language) => send({ type: 'partial', id: msg.id, index, text, language }) : undefined,
         onSegment: (segment) => send({ type: 'segment', id: msg.id, segment }),
         onProgress: (done, total) => send({ type: 'progress', id: msg.id, done, total }),
       },
-      { segmentSeconds: config.segmentSeconds, maxBatchSize: config.maxBatchSize, maxNewTokens: config.maxNewTokens },
+      { segmentSeconds: config.segmentSeconds, maxNewTokens: config.maxNewTokens },
     );
     send({ type: 'result', id: msg.id, result });
   } catch (err) {
@@ -101,7 +114,7 @@ async function align(msg: Extract<ToWorker, { type: 'align' }>): Promise<void> {
     if (!aligner.languages.some((l) => l.toLowerCase() === msg.language.toLowerCase())) {
       throw new PipelineError('aligner_language_unsupported', `The forced aligner does not support ${msg.language}; it supports ${aligner.languages.join(', ')}.`);
     }
-    const samples = msg.path ? (await decodeAudio(msg.path)).samples : msg.samples!;
+    const samples = msg.path ? await decodeFile(msg.path, ctrl.signal) : msg.samples!;
     if (ctrl.signal.aborted) throw new AbortError();
     checkAudio(samples);
     const [r] = await aligner.align([{ samples, text: msg.text, language: msg.language }], { signal: ctrl.signal });

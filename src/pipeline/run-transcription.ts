@@ -5,33 +5,21 @@
 import { splitAtQuietPoints, type AudioSegment } from '../audio/segment.ts';
 import { type ForcedAligner } from '../engine/aligner/aligner-model.ts';
 import { offsetItems } from '../engine/aligner/timestamps.ts';
-import { type AsrModel } from '../engine/asr/asr-model.ts';
+import { type AsrModel, type AsrResult } from '../engine/asr/asr-model.ts';
 import { joinSegmentTexts, mergeLanguages } from './merge.ts';
 import { PipelineError, type TranscribeOptions, type TranscriptionResult, type TranscriptSegment, type WordTimestamp } from './types.ts';
 
 export const SAMPLE_RATE = 16000;
 /** Shortest audio accepted (OpenAI's limit; below one 25 ms analysis window nothing can be said). */
 export const MIN_AUDIO_SECONDS = 0.1;
-/**
- * Default longest segment without timestamps (README "Long recordings" explains the choice):
- * short segments decode as one batch (a 60 s recording as three rows), keep each row's
- * attention context short, and end in a quiet point within ±5 s of every 20 s.
- */
-export const DEFAULT_SEGMENT_SECONDS = 20;
-/**
- * Default number of segments decoded together. The batch graph's int8 products cost nearly
- * the same for 1 and 16 rows (engine/thinker/precision.ts), so wide batches are almost free until the
- * KV cache traffic catches up (per token and row, 0.06 MB in int8 and 0.23 MB in fp32 for
- * both the 1.7B and the 0.6B model: 28 layers × keys and values × 8 heads × 128).
- */
-export const DEFAULT_MAX_BATCH_SIZE = 16;
+export { DEFAULT_MAX_BATCH_SIZE, DEFAULT_SEGMENT_SECONDS } from '../settings/settings.ts';
+
 /** The official wrapper's segment limit when timestamps are requested (the aligner's range is 400 s). */
 export const ALIGNER_SEGMENT_SECONDS = 180;
 
 export interface PipelineSettings {
   /** Longest segment without timestamps (README "Long recordings" explains the choice). */
   segmentSeconds: number;
-  maxBatchSize: number;
   /** Explicit cap per segment; the budget otherwise grows with duration. */
   maxNewTokens?: number;
   /**
@@ -49,19 +37,6 @@ export interface PipelineSettings {
 export function tokenBudget(seconds: number, cap?: number): number {
   const budget = Math.ceil(seconds * 12) + 32;
   return cap !== undefined ? Math.max(1, Math.min(budget, cap)) : budget;
-}
-
-/**
- * How `count` segments are grouped into batches of at most `max`: as few batches as possible,
- * of equal sizes (20 segments with a limit of 16 run as 10 + 10, not 16 + 4). A batch costs
- * about its number of decoding steps whatever its width, so an uneven split only adds steps.
- */
-export function batchSizes(count: number, max: number): number[] {
-  if (count <= 0) return [];
-  const batches = Math.ceil(count / Math.max(1, max));
-  const small = Math.floor(count / batches);
-  const larger = count % batches; // the first `larger` batches take one more
-  return Array.from({ length: batches }, (_, i) => small + (i < larger ? 1 : 0));
 }
 
 export function checkAudio(samples: Float32Array): void {
@@ -89,48 +64,87 @@ export async function runTranscription(
   }
   const maxSeconds = opts.timestamps ? Math.min(ALIGNER_SEGMENT_SECONDS, settings.segmentSeconds) : settings.segmentSeconds;
   const pieces: AudioSegment[] = splitAtQuietPoints(samples, { maxSeconds, sampleRate: SAMPLE_RATE });
-  const segments: TranscriptSegment[] = [];
-  let doneSeconds = 0;
   opts.onProgress?.(0, duration);
 
-  let b = 0;
-  for (const size of batchSizes(pieces.length, settings.maxBatchSize)) {
-    const batch = pieces.slice(b, b + size);
-    const results = await asr.transcribe(
-      batch.map((p) => ({
-        samples: p.samples,
-        language: opts.language || undefined,
-        context: opts.context,
-        maxNewTokens: settings.forceTokensPerSecond
-          ? Math.max(1, Math.round(((p.end - p.start) / SAMPLE_RATE) * settings.forceTokensPerSecond))
-          : tokenBudget(p.samples.length / SAMPLE_RATE, opts.maxNewTokens ?? settings.maxNewTokens),
-      })),
-      { signal: opts.signal, ignoreStopTokens: settings.forceTokensPerSecond !== undefined },
-    );
-    let words: (WordTimestamp[] | undefined)[] = batch.map(() => undefined);
-    if (opts.timestamps && aligner) words = await alignBatch(aligner, batch, results, opts);
-    batch.forEach((piece, i) => {
-      const r = results[i];
+  // Every segment joins the batch all requests share (the scheduler gives this request its
+  // fair share of rows); results come back in any order and leave here in order, aligned in
+  // runs of the segments that are ready.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) stop.abort();
+  const owner = {};
+  const results: (AsrResult | undefined)[] = pieces.map(() => undefined);
+  const segments: TranscriptSegment[] = [];
+  let failure: unknown;
+  const fail = (err: unknown) => {
+    failure ??= err;
+    stop.abort();
+  };
+  let doneSeconds = 0;
+  let emitted = Promise.resolve();
+  const emitReady = async () => {
+    const from = segments.length;
+    let to = from;
+    while (to < pieces.length && results[to]) to++;
+    if (to === from || failure) return;
+    const ready = pieces.slice(from, to);
+    const readyResults = results.slice(from, to) as AsrResult[];
+    const words = opts.timestamps && aligner ? await alignBatch(aligner, ready, readyResults, { ...opts, signal: stop.signal }) : undefined;
+    ready.forEach((piece, k) => {
+      const i = from + k;
+      const r = readyResults[k];
       const seg: TranscriptSegment = {
-        id: segments.length,
+        id: i,
         start: piece.offsetSeconds,
         // The next piece's offset, so segments tile the audio exactly (no float drift).
-        end: b + i + 1 < pieces.length ? pieces[b + i + 1].offsetSeconds : duration,
+        end: i + 1 < pieces.length ? pieces[i + 1].offsetSeconds : duration,
         text: r.text,
         language: r.language,
         raw: r.raw,
         tokenIds: r.tokenIds,
         textTokenIds: r.textTokenIds,
         truncated: r.truncated,
+        repetitionStopped: r.repetitionStopped,
       };
-      if (words[i]) seg.words = words[i];
+      if (words?.[k]) seg.words = words[k];
       segments.push(seg);
       opts.onSegment?.(seg);
       doneSeconds += (piece.end - piece.start) / SAMPLE_RATE;
     });
     opts.onProgress?.(Math.min(doneSeconds, duration), duration);
-    b += size;
+  };
+  try {
+    await Promise.all(
+      pieces.map((p, i) =>
+        asr
+          .submit(
+            {
+              samples: p.samples,
+              language: opts.language || undefined,
+              context: opts.context,
+              maxNewTokens: settings.forceTokensPerSecond
+                ? Math.max(1, Math.round(((p.end - p.start) / SAMPLE_RATE) * settings.forceTokensPerSecond))
+                : tokenBudget(p.samples.length / SAMPLE_RATE, opts.maxNewTokens ?? settings.maxNewTokens),
+            },
+            {
+              owner,
+              signal: stop.signal,
+              ignoreStopTokens: settings.forceTokensPerSecond !== undefined,
+              onText: opts.onPartial ? (text, language) => opts.onPartial!(i, text, language) : undefined,
+            },
+          )
+          .then((r) => {
+            results[i] = r;
+            emitted = emitted.then(emitReady).catch(fail);
+          }, fail),
+      ),
+    );
+    await emitted;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
   }
+  if (failure) throw failure;
 
   const result: TranscriptionResult = {
     text: joinSegmentTexts(segments),

@@ -1,8 +1,9 @@
 /**
  * The Transcriber: the one pipeline both HTTP APIs and the CLI call. It owns the engine
- * worker and a FIFO queue of jobs: one job runs in the worker at a time (its segments decode
- * together as batches), at most `maxQueue` wait, and a job whose caller aborts leaves the
- * queue, or is cancelled between decoding steps if it already runs.
+ * worker and a FIFO queue of jobs: up to the batch size of jobs run in the worker at once,
+ * their segments decoding together in one shared batch (engine/thinker/scheduler.ts), at most
+ * `maxQueue` more wait here, and a job whose caller aborts leaves the queue, or has its rows
+ * leave the batch at the next decoding step if it already runs.
  */
 import { Worker } from 'node:worker_threads';
 import {
@@ -18,6 +19,12 @@ import {
 import { DEFAULT_SEGMENT_SECONDS } from './run-transcription.ts';
 import type { FromWorker, JobOptions, SerializedError, ToWorker, WorkerConfig } from './worker-protocol.ts';
 
+
+/**
+ * The most jobs in the worker at once, whatever MAX_INFERENCE_BATCH_SIZE allows: each holds its
+ * decoded audio there, while waiting ones hold only their request.
+ */
+const MAX_ACTIVE_JOBS = 64;
 
 interface Job {
   id: number;
@@ -54,13 +61,17 @@ class WorkerTranscriber implements Transcriber {
   private worker: Worker;
   private readyPromise: Promise<void>;
   private queue: Job[] = [];
-  private current?: Job;
+  /** Jobs in the worker, by id: their segments decode in one shared batch. */
+  private readonly active = new Map<number, Job>();
+  /** The most jobs in the worker at once (the batch's rows; jobs beyond wait here, in order). */
+  private readonly maxActive: number;
   private nextId = 1;
   private closed = false;
 
   constructor(private readonly config: CreateTranscriberOptions) {
     this.modelName = config.model;
     this.device = config.device;
+    this.maxActive = Math.max(1, Math.min(config.maxBatchSize, MAX_ACTIVE_JOBS));
     this.worker = new Worker(new URL('./engine-worker-entry.mjs', import.meta.url));
     let resolveReady!: () => void;
     let rejectReady!: (e: Error) => void;
@@ -84,6 +95,10 @@ class WorkerTranscriber implements Transcriber {
     return this.queue.length;
   }
 
+  get activeJobs(): number {
+    return this.active.size;
+  }
+
   whenReady(): Promise<void> {
     return this.readyPromise;
   }
@@ -100,7 +115,7 @@ class WorkerTranscriber implements Transcriber {
     }
     rejectReady(new PipelineError('model_not_ready', message));
     const err = new PipelineError('internal', message);
-    if (this.current) this.finish(this.current, () => this.current!.reject(err));
+    for (const job of [...this.active.values()]) this.finish(job, () => job.reject(err));
     for (const job of this.queue.splice(0)) {
       job.cleanup();
       job.reject(err);
@@ -132,9 +147,12 @@ class WorkerTranscriber implements Transcriber {
       case 'closed':
         return;
     }
-    const job = this.current;
-    if (!job || job.id !== msg.id) return; // a cancelled job's late messages
+    const job = this.active.get(msg.id);
+    if (!job) return; // a cancelled job's late messages
     switch (msg.type) {
+      case 'partial':
+        job.opts.onPartial?.(msg.index, msg.text, msg.language);
+        break;
       case 'segment':
         job.opts.onSegment?.(msg.segment);
         break;
@@ -155,27 +173,27 @@ class WorkerTranscriber implements Transcriber {
 
   private finish(job: Job, settle: () => void): void {
     job.cleanup();
-    this.current = undefined;
+    this.active.delete(job.id);
     settle();
     this.pump();
   }
 
   private pump(): void {
-    if (this.current || this.state !== 'ready') return;
-    const job = this.queue.shift();
-    if (!job) return;
-    this.current = job;
-    const transfer: ArrayBuffer[] = [];
-    const m = job.message;
-    if ((m.type === 'transcribe' || m.type === 'align') && m.samples) transfer.push(m.samples.buffer as ArrayBuffer);
-    this.post(m, transfer);
+    while (this.state === 'ready' && this.active.size < this.maxActive && this.queue.length > 0) {
+      const job = this.queue.shift()!;
+      this.active.set(job.id, job);
+      const transfer: ArrayBuffer[] = [];
+      const m = job.message;
+      if ((m.type === 'transcribe' || m.type === 'align') && m.samples) transfer.push(m.samples.buffer as ArrayBuffer);
+      this.post(m, transfer);
+    }
   }
 
   private submit<T>(message: ToWorker & { id: number }, opts: TranscribeOptions): Promise<T> {
     if (this.closed) return Promise.reject(new PipelineError('model_not_ready', 'The transcriber is closed.'));
     if (this.state === 'failed') return Promise.reject(new PipelineError('model_not_ready', `The model failed to load: ${this.loadError}`));
     if (this.state === 'loading') return Promise.reject(new PipelineError('model_not_ready', 'The model is still loading; try again shortly.'));
-    if (this.queue.length >= this.config.maxQueue && this.current) {
+    if (this.queue.length >= this.config.maxQueue && this.active.size >= this.maxActive) {
       return Promise.reject(new PipelineError('queue_full', `The server is busy: ${this.queue.length} requests are already waiting.`));
     }
     if (opts.signal?.aborted) return Promise.reject(new PipelineError('aborted', 'The request was cancelled.'));
@@ -187,7 +205,7 @@ class WorkerTranscriber implements Transcriber {
           this.queue.splice(i, 1);
           job.cleanup();
           reject(new PipelineError('aborted', 'The request was cancelled.'));
-        } else if (this.current === job) {
+        } else if (this.active.has(job.id)) {
           this.post({ type: 'cancel', id: job.id });
         }
       };
@@ -199,7 +217,7 @@ class WorkerTranscriber implements Transcriber {
   }
 
   private jobOptions(opts: TranscribeOptions): JobOptions {
-    return { language: opts.language, context: opts.context, timestamps: opts.timestamps, maxNewTokens: opts.maxNewTokens };
+    return { language: opts.language, context: opts.context, timestamps: opts.timestamps, maxNewTokens: opts.maxNewTokens, partials: opts.onPartial !== undefined };
   }
 
   transcribeFile(path: string, opts: TranscribeOptions = {}): Promise<TranscriptionResult> {
@@ -231,12 +249,11 @@ class WorkerTranscriber implements Transcriber {
       job.cleanup();
       job.reject(err);
     }
-    const running = this.current;
-    if (running) {
-      this.post({ type: 'cancel', id: running.id });
-      this.current = undefined;
-      running.cleanup();
-      running.reject(err);
+    for (const job of [...this.active.values()]) {
+      this.post({ type: 'cancel', id: job.id });
+      this.active.delete(job.id);
+      job.cleanup();
+      job.reject(err);
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 5000);

@@ -24,6 +24,8 @@ export interface TranscriptSegment {
   textTokenIds: number[];
   /** True when generation stopped at max_new_tokens instead of a stop token. */
   truncated: boolean;
+  /** True when the repetition guard stopped a loop (the text is the loop collapsed, as the official parser gives it). */
+  repetitionStopped: boolean;
   words?: WordTimestamp[];
 }
 
@@ -40,6 +42,11 @@ export interface TranscribeOptions {
   signal?: AbortSignal;
   /** Called as each segment finishes, in order (SSE streaming, CLI progress). */
   onSegment?: (segment: TranscriptSegment) => void;
+  /**
+   * Called as segment `index` is decoded, with its settled text so far (never retracted; the
+   * finished segment's text extends it) and its language once known ("" before).
+   */
+  onPartial?: (index: number, text: string, language: string) => void;
   /** Called with seconds of audio done / total. */
   onProgress?: (doneSeconds: number, totalSeconds: number) => void;
 }
@@ -121,8 +128,10 @@ export interface Transcriber {
   readonly languages: readonly string[];
   /** Languages the aligner supports; undefined when no aligner is configured. */
   readonly alignerLanguages?: readonly string[];
-  /** Jobs waiting (not counting the running one). */
+  /** Jobs waiting for a place in the worker. */
   readonly queueLength: number;
+  /** Jobs in the worker, their segments decoding in one shared batch. */
+  readonly activeJobs: number;
   /** Decodes an audio file (any format) and transcribes it. */
   transcribeFile(path: string, opts?: TranscribeOptions): Promise<TranscriptionResult>;
   /** Transcribes 16 kHz mono float32 samples. */

@@ -8,6 +8,8 @@ export interface JobOptions {
   context?: string;
   timestamps?: boolean;
   maxNewTokens?: number;
+  /** Send `partial` messages as segments are decoded (the caller streams). */
+  partials?: boolean;
 }
 
 export type ToWorker =
@@ -27,6 +29,7 @@ export type FromWorker =
   | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
   | { type: 'ready'; languages: string[]; alignerLanguages?: string[] }
   | { type: 'load_failed'; error: SerializedError }
+  | { type: 'partial'; id: number; index: number; text: string; language: string }
   | { type: 'segment'; id: number; segment: TranscriptSegment }
   | { type: 'progress'; id: number; done: number; total: number }
   | { type: 'result'; id: number; result: TranscriptionResult }

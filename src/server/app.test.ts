@@ -39,15 +39,18 @@ const EN3S_WORDS = [
   { text: 'targeted', start: 341.84, end: 341.84 },
   { text: 'ons', start: 341.84, end: 341.84 },
 ];
-/** The first 25 s of longSpeechWav (jfk.wav repeated), English forced, in 10 s segments. */
+/**
+ * The first 25 s of longSpeechWav (jfk.wav repeated), English forced, in 10 s segments. tiny-a
+ * loops on "(children": the repetition guard stops each segment there.
+ */
 const SPEECH_25S_SEGMENTS = [
-  { start: 0, end: 11, text: '(children_nd' },
-  { start: 11, end: 22, text: '(children_nd' },
-  { start: 22, end: 25, text: 'targeted(children⛾项目的/version音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂音樂твер音樂' },
+  { start: 0, end: 11, text: '(children' },
+  { start: 11, end: 22, text: '(children' },
+  { start: 22, end: 25, text: 'targeted(children' },
 ];
 const SPEECH_25S_TEXT = SPEECH_25S_SEGMENTS.map((s) => s.text).join(' ');
-/** The first 40 s, English forced: one delta per 10 s segment. */
-const SPEECH_40S_DELTAS = ['(children_nd', ' (children_nd', ' (children_nd', ' (children音樂твер音樂твер'];
+/** The first 40 s, English forced: each 10 s segment's settled text as it is decoded (one loop each). */
+const SPEECH_40S_DELTAS = ['(children', ' (children', ' (children', ' (children'];
 
 interface Server {
   app: FastifyInstance;
@@ -230,6 +233,9 @@ describe('original API', () => {
     assert.equal(body.metadata.model, TINY);
     assert.equal(body.metadata.device, 'cpu');
     assert.match(body.metadata.processing_time, /^\d+\.\d\ds$/);
+    // en_3s with English forced stops on its own stop token (the golden's 22 tokens).
+    assert.equal(body.metadata.truncated, false);
+    assert.equal(body.metadata.repetition_stopped, false);
   });
 
   test('POST /transcribe detects the language and accepts lax booleans', async () => {
@@ -270,12 +276,11 @@ describe('OpenAI API through the official client', () => {
     const text = await main.openai.audio.transcriptions.create({ file: await file(), model: 'm', response_format: 'text', language: 'en' });
     assert.equal(text, SPEECH_25S_TEXT);
 
-    // The last segment's text is long enough to be split into two cues of two lines at most.
+    // One cue per segment (how long texts split into cues is subtitles.test.ts's).
     const cues: [string, string, string][] = [
-      ['00:00:00,000', '00:00:11,000', '(children_nd'],
-      ['00:00:11,000', '00:00:22,000', '(children_nd'],
-      ['00:00:22,000', '00:00:23,407', 'targeted(children⛾项目的/version\n音樂音樂音樂音樂音樂音樂'],
-      ['00:00:23,407', '00:00:25,000', '音樂音樂音樂音樂音樂音樂音樂\n音樂音樂音樂音樂音樂音樂твер音樂'],
+      ['00:00:00,000', '00:00:11,000', '(children'],
+      ['00:00:11,000', '00:00:22,000', '(children'],
+      ['00:00:22,000', '00:00:25,000', 'targeted(children'],
     ];
     const srt = await main.openai.audio.transcriptions.create({ file: await file(), model: 'm', response_format: 'srt', language: 'en' });
     assert.equal(srt, cues.map(([from, to, lines], i) => `${i + 1}\n${from} --> ${to}\n${lines}\n\n`).join(''));
@@ -310,7 +315,10 @@ describe('OpenAI API through the official client', () => {
     );
     let previousEnd = 0;
     res.segments.forEach((s: any, i: number) => {
-      assert.deepEqual(Object.keys(s).sort(), ['avg_logprob', 'compression_ratio', 'end', 'id', 'no_speech_prob', 'seek', 'start', 'temperature', 'text', 'tokens']);
+      assert.deepEqual(Object.keys(s).sort(), ['avg_logprob', 'compression_ratio', 'end', 'id', 'no_speech_prob', 'repetition_stopped', 'seek', 'start', 'temperature', 'text', 'tokens', 'truncated']);
+      // Every segment loops on "(children": the guard stops it before the budget.
+      assert.equal(s.repetition_stopped, true);
+      assert.equal(s.truncated, false);
       assert.equal(s.id, i);
       assert.ok(s.start >= previousEnd - 1e-9 && s.end > s.start);
       assert.equal(s.seek, Math.round(s.start * 100));
@@ -350,7 +358,7 @@ describe('OpenAI API through the official client', () => {
     assert.deepEqual(wordsOnly.words, words);
   });
 
-  test('stream=true: transcript.text.delta events as segments finish, then transcript.text.done', async () => {
+  test('stream=true: transcript.text.delta events as text is decoded, then transcript.text.done', async () => {
     const stream = await main.openai.audio.transcriptions.create({
       file: await toFile(longWav.subarray(0, 44 + 40 * 32000), 'speech.wav'),
       model: 'm',
@@ -424,7 +432,7 @@ describe('concurrency', () => {
   // A is 20 minutes of audio: 110 segments, about 15 s of work for the tiny model, which could
   // finish within this test's timeout even if disconnecting did not cancel it. So the test
   // watches A itself, through the transcriber the server calls: A must end as cancelled, with
-  // at most the batches already decoding when the client left finished after that.
+  // at most the rows already decoding when the client left finished after that.
   test('/health answers during a long transcription; a full queue gives 503 + Retry-After; disconnecting frees the place', { timeout: 40_000 }, async () => {
     const jobs: { segments: number; outcome: Promise<string> }[] = [];
     const watched = new Proxy(main.transcriber, {
@@ -474,10 +482,17 @@ describe('concurrency', () => {
     assert.equal(health.status, 200);
     assert.equal((await health.json()).status, 'healthy');
 
-    // B waits behind A (MAX_QUEUE=1); C finds the queue full.
+    // A shares the batch with up to 3 more jobs (MAX_INFERENCE_BATCH_SIZE=4): B1-B3, long too,
+    // run beside it; B4 waits (MAX_QUEUE=1); C finds the queue full.
+    const others = [1, 2, 3].map(() => {
+      const abort = new AbortController();
+      const res = post(server, '/v1/audio/transcriptions', long(), AUTH, abort.signal).catch((e) => e);
+      return { abort, res };
+    });
+    await until('A and B1-B3 run together', () => main.transcriber.activeJobs === 4);
     const abortB = new AbortController();
     const resB = post(server, '/v1/audio/transcriptions', form({}, { data: en3s, name: 'b.wav' }), AUTH, abortB.signal).catch((e) => e);
-    await until('B is queued', () => main.transcriber.queueLength === 1);
+    await until('B4 is queued', () => main.transcriber.queueLength === 1);
     const resC = await post(server, '/transcribe', form({}, { data: en3s, name: 'c.wav' }));
     assert.equal(resC.status, 503);
     assert.equal(resC.headers.get('retry-after'), '5');
@@ -486,24 +501,29 @@ describe('concurrency', () => {
     assert.equal(resC2.status, 503);
     assert.equal((await resC2.json()).error.code, 'overloaded');
 
-    // Clients that leave free their places: B leaves the queue, A is cancelled.
+    // Clients that leave free their places: B4 leaves the queue, A and B1-B3 are cancelled.
     abortB.abort();
-    await until('B left the queue', () => main.transcriber.queueLength === 0);
-    const [jobA, jobB] = jobs;
-    assert.equal(await jobB.outcome, 'aborted', 'B left the queue unrun');
+    await until('B4 left the queue', () => main.transcriber.queueLength === 0);
+    const [jobA, ...running] = jobs.slice(0, 4);
+    const jobB = jobs[4];
+    assert.equal(await jobB.outcome, 'aborted', 'B4 left the queue unrun');
     const segmentsBeforeAbort = jobA.segments;
     assert.ok(segmentsBeforeAbort >= 1 && segmentsBeforeAbort < 110, `A was running: ${segmentsBeforeAbort} of 110 segments done`);
     abortA.abort();
+    for (const o of others) o.abort.abort();
     await reader.cancel().catch(() => undefined);
     assert.equal(await jobA.outcome, 'aborted', 'A was cancelled, not run to the end');
-    // Cancelling takes effect at the worker's next decoding step. Segments still reach the
-    // caller after the abort only from batches (of 4) the worker finished before the cancel
-    // reached it: the one in flight to this thread, at worst also the one it was decoding.
-    assert.ok(jobA.segments - segmentsBeforeAbort <= 8, `${jobA.segments - segmentsBeforeAbort} segments of A finished after the abort`);
+    for (const job of running) assert.equal(await job.outcome, 'aborted', 'B1-B3 were cancelled');
+    // Cancelling takes effect at the worker's next decoding step: a row leaves the shared batch
+    // there. Segments still reach the caller after the abort only from rows that finished before
+    // the cancel reached the worker (and were in flight to this thread): at most one batch.
+    assert.ok(jobA.segments - segmentsBeforeAbort <= 4, `${jobA.segments - segmentsBeforeAbort} segments of A finished after the abort`);
+    await until('the worker is idle', () => main.transcriber.activeJobs === 0);
     const next = await post(server, '/transcribe', form({}, { data: en3s, name: 'd.wav' }));
     assert.equal(next.status, 200, 'the server takes new work once the aborted jobs are gone');
     assert.equal((await next.json()).text, EN3S_AUTO_TEXT);
     await resB;
+    await Promise.all(others.map((o) => o.res));
     await assertNoTempFiles(server);
   });
 

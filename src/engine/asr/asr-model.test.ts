@@ -96,7 +96,8 @@ function conformance(set: GoldenSet): void {
         const golden = SafetensorsStore.openFile(set.path(c.case_file_golden));
         const [r] = await model.transcribe(
           [{ samples: audio.readFloat32('waveform'), language: c.language ?? undefined, context: c.context || undefined, maxNewTokens: set.index.model.max_new_tokens }],
-          { keepFirstLogits: true },
+          // The official decoding: the repetition guard (tested below) stops loops the reference runs out.
+          { keepFirstLogits: true, repetitionThreshold: 0 },
         );
         assert.equal(r.audioTokens, c.num_audio_tokens);
         assert.deepEqual(r.promptIds, c.prompt_ids);
@@ -129,8 +130,32 @@ function conformance(set: GoldenSet): void {
         context: c.context || undefined,
         maxNewTokens: set.index.model.max_new_tokens,
       }));
-      const results = await model.transcribe(reqs, { prefillChunk: 128 });
+      const results = await model.transcribe(reqs, { prefillChunk: 128, repetitionThreshold: 0 });
       results.forEach((r, i) => assertDecidedIds(r.tokenIds, cases[i]));
+    });
+
+    test('with the repetition guard every golden text and language stay the same, and loops stop early', async () => {
+      const reqs = cases.map((c) => ({
+        samples: SafetensorsStore.openFile(set.path(c.audio_file_golden)).readFloat32('waveform'),
+        language: c.language ?? undefined,
+        context: c.context || undefined,
+        maxNewTokens: set.index.model.max_new_tokens,
+      }));
+      const guarded = await model.transcribe(reqs);
+      guarded.forEach((r, i) => {
+        const c = cases[i];
+        if (decidedSteps(c) < c.generated_ids.length) return; // undecided ids may differ, and so the text
+        assert.equal(r.text, c.parsed_text, `${c.case}: text`);
+        assert.equal(r.language, c.parsed_language, `${c.case}: language`);
+        if (r.repetitionStopped) {
+          assert.ok(r.decodedTokens < c.generated_ids.length, `${c.case}: stopped early`);
+          // A loop run out to the budget gives the reference's ids; one the reference ended with a stop id, its text.
+          if (c.stop_reason === 'max_new_tokens') assert.deepEqual(r.tokenIds, c.generated_ids, `${c.case}: ids`);
+        } else {
+          assert.deepEqual(r.tokenIds, c.generated_ids, `${c.case}: ids`);
+        }
+      });
+      assert.ok(guarded.some((r) => r.repetitionStopped), 'some golden case loops');
     });
   });
 }

@@ -1,36 +1,19 @@
 /**
- * Greedy decoding of a batch of prompts (spec §7.6): argmax with ties to the lowest id,
- * stop after a stop id (kept in the output) or at each row's token budget. Rows that finish
- * leave the batch, so the rest keep decoding at the smaller batch's cost.
+ * The pieces of greedy decoding (spec §7.6): argmax with ties to the lowest id, and prompts
+ * prefilled in groups of similar length in passes of bounded rows. The decoding loop itself,
+ * shared by every caller, is scheduler.ts.
  */
-import { KvCache } from '../runtime/kv-cache.ts';
+import type { KvCache } from '../runtime/kv-cache.ts';
 import type { TextDecoder } from './text-decoder.ts';
-
-export interface GenerationInput {
-  /** Prompt embeddings [L, H] (token embeddings with the audio rows already in place). */
-  embeds: Float32Array;
-  length: number;
-  maxNewTokens: number;
-}
 
 export interface GenerationOutput {
   ids: number[];
-  stopReason: 'eos' | 'max_new_tokens';
+  /** A stop id, the token budget, or the repetition guard (scheduler.ts). */
+  stopReason: 'eos' | 'max_new_tokens' | 'repetition';
   /** Logits of the first generated position (kept for conformance checks when asked). */
   firstLogits?: Float32Array;
   /** Logits of every step (tests of the generation-step graph), when asked. */
   stepLogits?: Float32Array[];
-}
-
-export interface GenerationOptions {
-  stopIds: ReadonlySet<number>;
-  /** Prompt positions per prefill pass (default: prefillPositions(batch)). */
-  prefillChunk?: number;
-  keepFirstLogits?: boolean;
-  keepStepLogits?: boolean;
-  signal?: AbortSignal;
-  /** Called after every step with the rows' ids so far (progress, streaming). */
-  onStep?: (generated: number[][]) => void;
 }
 
 export function argmax(logits: Float32Array, offset: number, length: number): number {
@@ -168,71 +151,4 @@ export class AbortError extends Error {
     super('aborted');
     this.name = 'AbortError';
   }
-}
-
-export async function generateGreedy(decoder: TextDecoder, inputs: GenerationInput[], opts: GenerationOptions): Promise<GenerationOutput[]> {
-  const H = decoder.cfg.hiddenSize;
-  const V = decoder.headRows;
-  const B = inputs.length;
-  const check = () => {
-    if (opts.signal?.aborted) throw new AbortError();
-  };
-
-  // Prefill in groups of similar length, then one batch cache for the steps. The first token
-  // of each row is the argmax of its prompt's last logits; each step's come from the graph
-  // (next_ids), with the logits themselves fetched only when they are to be kept.
-  // Room for every step is reserved up front (in the one group's cache, or the stacked one).
-  const promptLogits = new Float32Array(B * V);
-  let logits: Float32Array | undefined = promptLogits;
-  const maxNew = Math.max(...inputs.map((x) => x.maxNewTokens));
-  const oneGroup = prefillGroups(inputs.map((x) => x.length)).length === 1;
-  const parts = await prefillPrompts(decoder, inputs, {
-    chunk: opts.prefillChunk,
-    wanted: (i) => [inputs[i].length - 1],
-    onLogits: (i, _, out, offset) => promptLogits.set(out.subarray(offset, offset + V), i * V),
-    check,
-    extraPositions: oneGroup ? maxNew : 0,
-  });
-  const cache = parts.every((p, i) => p.cache === parts[0].cache && p.row === i) ? parts[0].cache : KvCache.stack(parts, maxNew);
-
-  const outputs: GenerationOutput[] = inputs.map(() => ({ ids: [], stopReason: 'max_new_tokens' }));
-  let rows = inputs.map((_, b) => b); // batch row -> input index
-  let ids = rows.map((b) => argmax(promptLogits, b * V, V));
-  let first = true;
-  for (;;) {
-    check();
-    const next: number[] = [];
-    const keep: number[] = [];
-    rows.forEach((item, r) => {
-      const id = ids[r];
-      const rowLogits = () => logits!.slice(r * V, (r + 1) * V);
-      if (first && opts.keepFirstLogits) outputs[item].firstLogits = rowLogits();
-      if (opts.keepStepLogits) (outputs[item].stepLogits ??= []).push(rowLogits());
-      outputs[item].ids.push(id);
-      if (opts.stopIds.has(id)) outputs[item].stopReason = 'eos';
-      else if (outputs[item].ids.length < inputs[item].maxNewTokens) {
-        keep.push(r);
-        next.push(id);
-      }
-    });
-    first = false;
-    opts.onStep?.(outputs.map((o) => o.ids));
-    if (keep.length === 0) break;
-    if (keep.length < rows.length) {
-      cache.keepRows(keep);
-      rows = keep.map((r) => rows[r]);
-    }
-    const embeds = new Float32Array(rows.length * H);
-    next.forEach((id, r) => decoder.embed(id, embeds, r * H));
-    const step = await decoder.forward(
-      cache,
-      embeds,
-      1,
-      rows.map((_, r) => r),
-      { logits: opts.keepStepLogits === true },
-    );
-    logits = step.logits;
-    ids = step.nextIds;
-  }
-  return outputs;
 }

@@ -5,8 +5,8 @@
  * - `model` is accepted and ignored: this server runs one model (GET /v1/models names it).
  * - `prompt` becomes Qwen's context (the system turn): names and terms to expect.
  * - `temperature` is checked (0–1) and ignored: decoding is greedy.
- * - `stream=true` works with json and text (server-sent events, one delta per finished
- *   segment); with srt, vtt or verbose_json it is refused (decision §5.7.3).
+ * - `stream=true` works with json and text (server-sent events: text as it is decoded, in
+ *   order); with srt, vtt or verbose_json it is refused (decision §5.7.3).
  * - word timestamps (verbose_json + `timestamp_granularities[]=word`) need the forced aligner.
  * - `chunking_strategy` and `include[]` are validated and accepted; segmentation is the
  *   server's own and no log-probabilities are returned.
@@ -133,6 +133,8 @@ const verboseResponseSchema = {
           avg_logprob: { type: 'number', description: '0: not computed by this engine.' },
           compression_ratio: { type: 'number', description: 'UTF-8 length / zlib length of the text (repetition signal).' },
           no_speech_prob: { type: 'number', description: '1 when the segment produced no text, else 0.' },
+          truncated: { type: 'boolean', description: 'The segment reached its token budget before a stop token.' },
+          repetition_stopped: { type: 'boolean', description: 'The segment looped and was stopped by the repetition guard.' },
         },
       },
     },
@@ -152,7 +154,7 @@ const transcriptionSchema = {
   summary: 'Transcribe audio (OpenAI-compatible)',
   description:
     'Multipart upload as the OpenAI SDKs send it. `response_format` json (default), text, srt, vtt or verbose_json. ' +
-    'With `stream=true` (json or text) the answer is `text/event-stream`: `transcript.text.delta` events as segments finish, then `transcript.text.done`.',
+    'With `stream=true` (json or text) the answer is `text/event-stream`: `transcript.text.delta` events as text is decoded, in order, then `transcript.text.done`.',
   tags: ['openai'],
   consumes: ['multipart/form-data'],
   body: transcriptionBodySchema,
@@ -197,6 +199,9 @@ async function normaliseChunkingStrategy(request: FastifyRequest): Promise<void>
     });
   }
 }
+
+/** How long a stream may stay silent before a keep-alive comment. */
+export const SSE_KEEPALIVE_MS = 10_000;
 
 export default async function openAiRoutes(app: FastifyInstance, opts: OpenAiRoutesOptions): Promise<void> {
   const { config, transcriber } = opts;
@@ -333,9 +338,12 @@ function checkAligner(transcriber: Transcriber, language: string): void {
 }
 
 /**
- * stream=true: server-sent events. The response starts with the first delta, not before:
- * until then a failure (undecodable audio, full queue) still gets its proper status code.
- * A failure after that is reported as an `error` event, which the SDKs raise as APIError.
+ * stream=true: server-sent events. Text is sent as it is decoded: the settled text of the
+ * earliest unfinished segment as its tokens come (engine/text/partial-text.ts), each
+ * finished segment's rest, then the whole text. The response starts with the first delta, or
+ * with a keep-alive comment once nothing has been ready for SSE_KEEPALIVE_MS: until then a
+ * failure (undecodable audio, full queue) still gets its proper status code; after that it is
+ * an `error` event, which the SDKs raise as APIError.
  */
 async function streamTranscription(
   request: FastifyRequest,
@@ -348,16 +356,26 @@ async function streamTranscription(
   events.on('error', () => undefined); // a client that left; the job's abort handles the rest
   const deltas = new DeltaBuilder();
   let started = false;
-  const write = (type: string, data: object) => {
-    if (!started) {
-      started = true;
-      reply.code(200).header('cache-control', 'no-cache').header('x-accel-buffering', 'no').type('text/event-stream; charset=utf-8').send(events);
-    }
-    if (!events.destroyed && !events.writableEnded) events.write(sseEvent(type, { type, ...data }));
+  const start = () => {
+    if (started) return;
+    started = true;
+    reply.code(200).header('cache-control', 'no-cache').header('x-accel-buffering', 'no').type('text/event-stream; charset=utf-8').send(events);
   };
+  const send = (chunk: string) => {
+    start();
+    if (!events.destroyed && !events.writableEnded) events.write(chunk);
+    keepAlive.refresh();
+  };
+  const write = (type: string, data: object) => send(sseEvent(type, { type, ...data }));
+  // A comment line every so often keeps proxies and clients from timing out on a long wait.
+  const keepAlive = setInterval(() => send(': keep-alive\n\n'), SSE_KEEPALIVE_MS);
   try {
     const result = await transcribeUpload(request, reply, transcriber, file, {
       ...options,
+      onPartial: (index, text, language) => {
+        const delta = deltas.partial(index, text, language);
+        if (delta) write('transcript.text.delta', { delta });
+      },
       onSegment: (segment) => {
         const delta = deltas.push(segment);
         if (delta) write('transcript.text.delta', { delta });
@@ -369,6 +387,8 @@ async function streamTranscription(
     const http = toHttpError(err);
     if (http.statusCode >= 500) request.log.error({ err }, 'transcription failed during streaming');
     write('error', openAiErrorBody(http));
+  } finally {
+    clearInterval(keepAlive);
   }
   events.end();
   return reply;

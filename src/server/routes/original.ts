@@ -129,6 +129,8 @@ const transcribeSchema = {
             model: { type: 'string' },
             processing_time: { type: 'string', description: 'Seconds with two decimals and an "s", e.g. "2.45s".' },
             device: { type: 'string' },
+            truncated: { type: 'boolean', description: 'A segment reached its token budget before a stop token (its text may be cut short).' },
+            repetition_stopped: { type: 'boolean', description: 'A segment looped and was stopped by the repetition guard (its text is the collapsed loop).' },
           },
         },
       },
