@@ -2,7 +2,7 @@
  * The layout's one rule, checked on the source: imports go one way. Each product module may
  * import its own folder and the layers below it, never one above:
  *
- *   settings → audio → engine (types → checkpoint → text → runtime → graphs → thinker → asr | aligner)
+ *   settings → audio → engine (types → checkpoint → text → runtime → graphs → thinker → asr | aligner | vad)
  *            → pipeline → formats → server | cli
  *
  * and the server and the CLI reach the engine and the audio decoders only through the
@@ -29,6 +29,7 @@ const LAYERS: [folder: string, rank: number][] = [
   ['engine/thinker/', 2.5],
   ['engine/asr/', 2.6],
   ['engine/aligner/', 2.6],
+  ['engine/vad/', 2.6],
   ['pipeline/', 3],
   ['formats/', 4],
   ['server/', 5],

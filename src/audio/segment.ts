@@ -136,3 +136,98 @@ export function splitAtQuietPoints(samples: Float32Array, opts: QuietSplitOption
   }
   return segments;
 }
+
+/** A stretch of speech in samples, [start, end): what speechRegions (speech-regions.ts) returns. */
+export interface SampleRange {
+  start: number;
+  end: number;
+}
+
+export interface SpeechSplitOptions {
+  /** Longest segment (seconds). */
+  maxSeconds: number;
+  sampleRate: number;
+  /**
+   * Non-speech between two regions shorter than this stays inside a segment (the regions are
+   * decoded together while the segment stays within maxSeconds); longer non-speech is never
+   * decoded. Default DEFAULT_MIN_GAP_SECONDS.
+   */
+  minGapSeconds?: number;
+}
+
+/**
+ * Default for SpeechSplitOptions.minGapSeconds: the default VAD_MIN_SILENCE_MS (settings.ts),
+ * so the non-speech that ends a speech region is the non-speech left out. Regions are padded, so
+ * a gap between them is up to two pads shorter than the silence that ended the first.
+ */
+export const DEFAULT_MIN_GAP_SECONDS = 1;
+
+/** Width of the region searched for the quietest 100 ms when a speech region is longer than a segment. */
+const SPEECH_CUT_SEARCH_SECONDS = 10;
+
+/**
+ * Segments for the speech regions only (voice activity detection): every region lies inside a
+ * segment, and no non-speech of minGapSeconds or more does.
+ *
+ * Regions separated by less than minGapSeconds join one segment while it stays within
+ * maxSeconds; otherwise a segment ends where its last region ends and the next begins where its
+ * first region begins, so every cut between regions falls in non-speech. A region longer than
+ * maxSeconds is cut, as often as needed, at the quietest 100 ms (quietestPoint) in the last
+ * SPEECH_CUT_SEARCH_SECONDS (at most half a segment) before a segment would exceed maxSeconds:
+ * these are the only cuts inside speech, and no segment exceeds maxSeconds.
+ *
+ * Segments do not tile the input: they keep absolute positions (`offsetSeconds = start /
+ * sampleRate`), and their samples are views into the input, except that a segment shorter than
+ * 0.5 s is zero-padded to 0.5 s at its end, as in splitAtQuietPoints. No regions: no segments.
+ */
+export function splitAtSpeech(samples: Float32Array, regions: readonly SampleRange[], opts: SpeechSplitOptions): AudioSegment[] {
+  const sr = opts.sampleRate;
+  checkRate(sr);
+  checkSeconds('maxSeconds', opts.maxSeconds);
+  const minGapSeconds = opts.minGapSeconds ?? DEFAULT_MIN_GAP_SECONDS;
+  checkSeconds('minGapSeconds', minGapSeconds, true);
+  const n = samples.length;
+  let prevEnd = 0;
+  for (const r of regions) {
+    if (!Number.isInteger(r.start) || !Number.isInteger(r.end) || r.start < prevEnd || r.end <= r.start || r.end > n) {
+      throw new Error(`speech regions must be ordered, disjoint, non-empty sample ranges inside [0, ${n}); got [${r.start}, ${r.end}) after ${prevEnd}`);
+    }
+    prevEnd = r.end;
+  }
+  const maxLen = Math.max(1, Math.floor(opts.maxSeconds * sr));
+  const minGap = minGapSeconds * sr;
+  const win = Math.max(1, Math.floor(ENERGY_WINDOW_SECONDS * sr));
+  const search = Math.min(Math.floor(SPEECH_CUT_SEARCH_SECONDS * sr), Math.floor(maxLen / 2));
+
+  // Groups of regions decoded together, as [start, end) ranges.
+  const groups: SampleRange[] = [];
+  for (const r of regions) {
+    const last = groups[groups.length - 1];
+    if (last && r.start - last.end < minGap && r.end - last.start <= maxLen) last.end = r.end;
+    else groups.push({ start: r.start, end: r.end });
+  }
+
+  const bounds: SampleRange[] = [];
+  for (const g of groups) {
+    let start = g.start;
+    while (g.end - start > maxLen) {
+      const right = start + maxLen;
+      const left = Math.max(start + 1, right - search);
+      const cut = right - left <= win ? right : quietestPoint(samples, left, right, win);
+      bounds.push({ start, end: cut });
+      start = cut;
+    }
+    bounds.push({ start, end: g.end });
+  }
+
+  const minLen = Math.floor(MIN_SEGMENT_SECONDS * sr);
+  return bounds.map(({ start, end }) => {
+    let seg = samples.subarray(start, end);
+    if (seg.length < minLen) {
+      const padded = new Float32Array(minLen);
+      padded.set(seg);
+      seg = padded;
+    }
+    return { start, end, offsetSeconds: start / sr, samples: seg };
+  });
+}

@@ -4,7 +4,8 @@
  *
  *   qwen3-asr transcribe <audio> [--model M] [--language L] [--context TEXT] [--max-new-tokens N]
  *                        [--quant none|int8|int4] [--device cpu|cuda|cuda:N] [--threads N]
- *                        [--batch-size N] [--segment-seconds N] [--timestamps --aligner A]
+ *                        [--batch-size N] [--segment-seconds N] [--vad on|off] [--vad-threshold P]
+ *                        [--vad-min-silence-ms N] [--timestamps --aligner A]
  *                        [--format json|text|srt|vtt|verbose_json] [--json]
  *   qwen3-asr align <audio> --text TEXT --language L --aligner A [--json]
  *
@@ -158,6 +159,9 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
         threads: { type: 'string' },
         'batch-size': { type: 'string' },
         'segment-seconds': { type: 'string' },
+        vad: { type: 'string' },
+        'vad-threshold': { type: 'string' },
+        'vad-min-silence-ms': { type: 'string' },
         timestamps: { type: 'boolean' },
         aligner: { type: 'string' },
         format: { type: 'string' },
@@ -209,7 +213,14 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
       await checkReadableFile(audio);
       const progress = progressPrinter(io.stderr);
       const result = await withTranscriber(
-        () => createTranscriber({ ...common, model: settings.modelName, aligner, segmentSeconds: settings.segmentSeconds }),
+        () =>
+          createTranscriber({
+            ...common,
+            model: settings.modelName,
+            aligner,
+            segmentSeconds: settings.segmentSeconds,
+            vad: settings.vad === 'on' ? { threshold: settings.vadThreshold, minSilenceMs: settings.vadMinSilenceMs } : undefined,
+          }),
         (t) =>
           t.transcribeFile(audio, {
             language,

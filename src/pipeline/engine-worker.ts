@@ -10,6 +10,7 @@ import { AsrModel } from '../engine/asr/asr-model.ts';
 import { type ModelLoadOptions } from '../engine/thinker/thinker.ts';
 import { resolveCheckpoint } from '../engine/checkpoint/resolve.ts';
 import { AbortError } from '../engine/thinker/generate.ts';
+import { SileroVad } from '../engine/vad/silero-vad.ts';
 import { checkAudio, runTranscription } from './run-transcription.ts';
 import { PipelineError } from './types.ts';
 import type { FromWorker, SerializedError, ToWorker, WorkerConfig } from './worker-protocol.ts';
@@ -19,6 +20,7 @@ const port = parentPort;
 
 let asr: AsrModel | undefined;
 let aligner: ForcedAligner | undefined;
+let vad: SileroVad | undefined;
 let config: WorkerConfig | undefined;
 const running = new Map<number, AbortController>();
 
@@ -58,6 +60,10 @@ async function load(cfg: WorkerConfig): Promise<void> {
     log('info', `loading ${cfg.model} from ${dir} (device ${cfg.device}, quant ${cfg.quant})`);
     asr = await AsrModel.load(dir, loadOpts);
     asr.setMaxBatchSize(cfg.maxBatchSize);
+    if (cfg.vad) {
+      vad = await SileroVad.load();
+      log('info', `voice activity detection on (Silero VAD, threshold ${cfg.vad.threshold}, non-speech of ${cfg.vad.minSilenceMs} ms or more skipped)`);
+    }
   }
   if (cfg.aligner) {
     const alignerDir = await resolveCheckpoint(cfg.aligner, resolveOpts);
@@ -96,7 +102,7 @@ async function transcribe(msg: Extract<ToWorker, { type: 'transcribe' }>): Promi
         onSegment: (segment) => send({ type: 'segment', id: msg.id, segment }),
         onProgress: (done, total) => send({ type: 'progress', id: msg.id, done, total }),
       },
-      { segmentSeconds: config.segmentSeconds, maxNewTokens: config.maxNewTokens },
+      { segmentSeconds: config.segmentSeconds, maxNewTokens: config.maxNewTokens, vad: vad && config.vad ? { ...config.vad, model: vad } : undefined },
     );
     send({ type: 'result', id: msg.id, result });
   } catch (err) {
@@ -141,7 +147,7 @@ port.on('message', (msg: ToWorker) => {
       running.get(msg.id)?.abort();
       break;
     case 'close':
-      Promise.all([asr?.release(), aligner?.release()])
+      Promise.all([asr?.release(), aligner?.release(), vad?.release()])
         .catch(() => undefined)
         .finally(() => send({ type: 'closed' }));
       break;

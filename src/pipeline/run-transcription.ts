@@ -2,12 +2,14 @@
  * The transcription pipeline after decoding: segmentation -> batched ASR -> optional word
  * alignment -> merged result. Runs inside the engine worker; knows nothing of HTTP.
  */
-import { splitAtQuietPoints, type AudioSegment } from '../audio/segment.ts';
+import { splitAtQuietPoints, splitAtSpeech, type AudioSegment } from '../audio/segment.ts';
+import { speechRegions } from '../audio/speech-regions.ts';
+import type { SileroVad } from '../engine/vad/silero-vad.ts';
 import { type ForcedAligner } from '../engine/aligner/aligner-model.ts';
 import { offsetItems } from '../engine/aligner/timestamps.ts';
 import { type AsrModel, type AsrResult } from '../engine/asr/asr-model.ts';
 import { joinSegmentTexts, mergeLanguages } from './merge.ts';
-import { PipelineError, type TranscribeOptions, type TranscriptionResult, type TranscriptSegment, type WordTimestamp } from './types.ts';
+import { PipelineError, type VadSettings, type TranscribeOptions, type TranscriptionResult, type TranscriptSegment, type WordTimestamp } from './types.ts';
 
 export const SAMPLE_RATE = 16000;
 /** Shortest audio accepted (OpenAI's limit; below one 25 ms analysis window nothing can be said). */
@@ -22,6 +24,8 @@ export interface PipelineSettings {
   segmentSeconds: number;
   /** Explicit cap per segment; the budget otherwise grows with duration. */
   maxNewTokens?: number;
+  /** Voice activity detection with its model; undefined: the official quiet-point cuts. */
+  vad?: VadSettings & { model: SileroVad };
   /**
    * Benchmarks only: decode exactly this many tokens per audio second, ignoring stop tokens
    * (random-weight checkpoints emit arbitrary tokens, so their natural length means nothing).
@@ -63,7 +67,7 @@ export async function runTranscription(
     }
   }
   const maxSeconds = opts.timestamps ? Math.min(ALIGNER_SEGMENT_SECONDS, settings.segmentSeconds) : settings.segmentSeconds;
-  const pieces: AudioSegment[] = splitAtQuietPoints(samples, { maxSeconds, sampleRate: SAMPLE_RATE });
+  const pieces = await cut(samples, maxSeconds, settings.vad);
   opts.onProgress?.(0, duration);
 
   // Every segment joins the batch all requests share (the scheduler gives this request its
@@ -97,8 +101,9 @@ export async function runTranscription(
       const seg: TranscriptSegment = {
         id: i,
         start: piece.offsetSeconds,
-        // The next piece's offset, so segments tile the audio exactly (no float drift).
-        end: i + 1 < pieces.length ? pieces[i + 1].offsetSeconds : duration,
+        // Quiet-point cuts tile the audio: the next piece's offset, so no float drift opens
+        // gaps. Speech segments end where their speech (and its padding) does.
+        end: settings.vad ? piece.end / SAMPLE_RATE : i + 1 < pieces.length ? pieces[i + 1].offsetSeconds : duration,
         text: r.text,
         language: r.language,
         raw: r.raw,
@@ -154,6 +159,18 @@ export async function runTranscription(
   };
   if (opts.timestamps) result.words = segments.flatMap((s) => s.words ?? []);
   return result;
+}
+
+/**
+ * Where the audio is cut. Without VAD, the official rule: every `maxSeconds` at the quietest
+ * point. With it, around the speech the model finds: cuts fall in non-speech, non-speech of
+ * VAD_MIN_SILENCE_MS or more is not decoded at all, and speech longer than `maxSeconds` is cut
+ * at its quietest point (times stay those of the whole recording).
+ */
+async function cut(samples: Float32Array, maxSeconds: number, vad: PipelineSettings['vad']): Promise<AudioSegment[]> {
+  if (!vad) return splitAtQuietPoints(samples, { maxSeconds, sampleRate: SAMPLE_RATE });
+  const regions = speechRegions(await vad.model.probabilities(samples), samples.length, { threshold: vad.threshold, minSilenceMs: vad.minSilenceMs });
+  return splitAtSpeech(samples, regions, { maxSeconds, sampleRate: SAMPLE_RATE, minGapSeconds: vad.minSilenceMs / 1000 });
 }
 
 function supports(languages: readonly string[], language: string): boolean {

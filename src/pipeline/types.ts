@@ -100,6 +100,8 @@ export interface TranscriberConfig {
   maxNewTokens?: number;
   /** Longest segment long audio is cut into, at quiet points (default DEFAULT_SEGMENT_SECONDS). */
   segmentSeconds?: number;
+  /** Voice activity detection (Silero VAD): cuts in non-speech, long non-speech not decoded; undefined: off (the official cuts). */
+  vad?: VadSettings;
   /** Jobs waiting beyond the running one before new ones are refused with PipelineError('queue_full'). */
   maxQueue: number;
   hfHome?: string;
@@ -107,6 +109,13 @@ export interface TranscriberConfig {
   hfOffline?: boolean;
   hfToken?: string;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export interface VadSettings {
+  /** Speech probability at or above which a 32 ms window is speech. */
+  threshold: number;
+  /** Non-speech this long ends a speech region and is not decoded. */
+  minSilenceMs: number;
 }
 
 export type TranscriberState = 'loading' | 'ready' | 'failed';

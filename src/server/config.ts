@@ -3,7 +3,7 @@
  * read, checked and documented) in the shape the app and the pipeline take.
  */
 import { parseSettings, type Dtype, type Env, type LogLevel, type Settings } from '../settings/settings.ts';
-import type { Device, Quantization, TranscriberConfig } from '../pipeline/types.ts';
+import type { Device, Quantization, TranscriberConfig, VadSettings } from '../pipeline/types.ts';
 
 export type { Dtype, LogLevel };
 
@@ -22,6 +22,8 @@ export interface ServerConfig {
   maxNewTokens?: number;
   /** Longest segment long audio is cut into (seconds). */
   segmentSeconds: number;
+  /** Voice activity detection; undefined: off. */
+  vad?: VadSettings;
   /** Empty/undefined: no aligner, word timestamps are refused with a 400. */
   forcedAligner?: string;
   hfHome?: string;
@@ -48,6 +50,7 @@ export function serverConfig(s: Settings): ServerConfig {
     maxBatchSize: s.maxBatchSize,
     maxNewTokens: s.maxNewTokens,
     segmentSeconds: s.segmentSeconds,
+    vad: s.vad === 'on' ? { threshold: s.vadThreshold, minSilenceMs: s.vadMinSilenceMs } : undefined,
     forcedAligner: s.forcedAligner,
     hfHome: s.hfHome,
     hfEndpoint: s.hfEndpoint,
@@ -77,6 +80,7 @@ export function toTranscriberConfig(config: ServerConfig, log?: TranscriberConfi
     maxBatchSize: config.maxBatchSize,
     maxNewTokens: config.maxNewTokens,
     segmentSeconds: config.segmentSeconds,
+    vad: config.vad,
     maxQueue: config.maxQueue,
     hfHome: config.hfHome,
     hfEndpoint: config.hfEndpoint,

@@ -28,6 +28,9 @@ test('defaults: the original names and defaults, except DEVICE=cpu', () => {
     maxBatchSize: 16,
     maxNewTokens: undefined,
     segmentSeconds: 20,
+    vad: 'on',
+    vadThreshold: 0.5,
+    vadMinSilenceMs: 1000,
     cache: true,
     cacheDir: join(homedir(), '.cache', 'qwen3-asr'),
     int8Kernel: undefined,
@@ -64,6 +67,9 @@ test('every variable is read', () => {
     MAX_INFERENCE_BATCH_SIZE: '-1',
     MAX_NEW_TOKENS: '512',
     SEGMENT_SECONDS: '1200',
+    VAD: 'OFF',
+    VAD_THRESHOLD: '.35',
+    VAD_MIN_SILENCE_MS: '2500',
     QWEN3_ASR_CACHE: 'off',
     QWEN3_ASR_CACHE_DIR: '/cache/qwen3-asr',
     QWEN3_ASR_INT8_KERNEL: 'u8u8',
@@ -100,6 +106,9 @@ test('every variable is read', () => {
     maxBatchSize: Number.MAX_SAFE_INTEGER,
     maxNewTokens: 512,
     segmentSeconds: 1200,
+    vad: 'off',
+    vadThreshold: 0.35,
+    vadMinSilenceMs: 2500,
     cache: false,
     cacheDir: '/cache/qwen3-asr',
     int8Kernel: 'u8u8',
@@ -148,6 +157,14 @@ test('an invalid value stops start-up with a message naming the variable', () =>
     [{ MAX_INFERENCE_BATCH_SIZE: '-2' }, 'MAX_INFERENCE_BATCH_SIZE', /positive integer or -1/],
     [{ MAX_INFERENCE_BATCH_SIZE: '1.5' }, 'MAX_INFERENCE_BATCH_SIZE', /integer/],
     [{ MAX_NEW_TOKENS: '0' }, 'MAX_NEW_TOKENS', /at least 1/],
+    [{ VAD: 'yes' }, 'VAD', /one of on, off; got "yes"/],
+    [{ VAD_THRESHOLD: '0' }, 'VAD_THRESHOLD', /between 0 and 1 \(exclusive\)/],
+    [{ VAD_THRESHOLD: '1' }, 'VAD_THRESHOLD', /between 0 and 1 \(exclusive\)/],
+    [{ VAD_THRESHOLD: '-0.5' }, 'VAD_THRESHOLD', /between 0 and 1/],
+    [{ VAD_THRESHOLD: '0.5x' }, 'VAD_THRESHOLD', /between 0 and 1/],
+    [{ VAD_MIN_SILENCE_MS: '99' }, 'VAD_MIN_SILENCE_MS', /between 100 and 10000/],
+    [{ VAD_MIN_SILENCE_MS: '10001' }, 'VAD_MIN_SILENCE_MS', /between 100 and 10000/],
+    [{ VAD_MIN_SILENCE_MS: '1.5' }, 'VAD_MIN_SILENCE_MS', /integer/],
     [{ MAX_NEW_TOKENS: '1.5' }, 'MAX_NEW_TOKENS', /integer/],
     [{ MAX_UPLOAD_MB: '0' }, 'MAX_UPLOAD_MB', /positive number/],
     [{ MAX_UPLOAD_MB: '1e3' }, 'MAX_UPLOAD_MB', /positive number/],
@@ -201,7 +218,7 @@ test('the table: every entry has a variable, a known group, a doc line, a type a
   }
   assert.deepEqual(
     cliSettings().map(({ flag }) => flag.name),
-    ['model', 'aligner', 'device', 'quant', 'threads', 'batch-size', 'max-new-tokens', 'segment-seconds', 'hf-home'],
+    ['model', 'aligner', 'device', 'quant', 'threads', 'batch-size', 'max-new-tokens', 'segment-seconds', 'vad', 'vad-threshold', 'vad-min-silence-ms', 'hf-home'],
   );
 });
 
