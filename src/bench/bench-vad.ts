@@ -11,7 +11,10 @@
  *   its own they hold (and upstream's single pass holds), the segments splitAtSpeech makes
  *   against splitAtQuietPoints' (`--max-seconds`, default 20) and the seconds each decodes.
  *
- *   node --import tsx src/bench/bench-vad.ts [--runs 5] [--threads 1] [--clips 8] [--seed 1] [--model FILE]
+ * - with `--asr DIR`: the built recording through the pipeline (int8, decoding forced to 4 tokens
+ *   per audio second, as `npm run bench`) with VAD on and off: seconds each, and the speed-up.
+ *
+ *   node --import tsx src/bench/bench-vad.ts [--runs 5] [--threads 1] [--clips 8] [--seed 1] [--model FILE] [--asr DIR]
  *
  * Prints a table, then one JSON line.
  */
@@ -24,6 +27,8 @@ import { speechRegions, type SpeechRegion } from '../audio/speech-regions.ts';
 import { defaultStreams, SileroVad, VAD_WINDOW_SAMPLES, type ProbabilityOptions } from '../engine/vad/silero-vad.ts';
 import { DEFAULT_VAD_MIN_SILENCE_MS, DEFAULT_VAD_THRESHOLD } from '../settings/settings.ts';
 import { AUDIO_DIR } from '../testing/shared.ts';
+import { AsrModel } from '../engine/asr/asr-model.ts';
+import { runTranscription } from '../pipeline/run-transcription.ts';
 import { buildVadRecording, notldClips, seededRandom } from './vad-recording.ts';
 
 const { values } = parseArgs({
@@ -35,6 +40,8 @@ const { values } = parseArgs({
     'max-seconds': { type: 'string', default: '20' },
     speech: { type: 'string', default: join(AUDIO_DIR, 'notld', '119s_theres_supposed_to_be_another_broadcast.wav') },
     model: { type: 'string' },
+    /** An ASR checkpoint: the built recording is also transcribed with VAD on and off (int8, 4 tokens per audio second). */
+    asr: { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -141,6 +148,26 @@ const recording = {
   officialSegments: officialSegs.length,
   officialDecodedSeconds: round(seconds(officialSegs), 1),
 };
+let transcription: Record<string, number> | undefined;
+if (values.asr) {
+  const asr = await AsrModel.load(values.asr, { device: 'cpu', quant: 'int8', threads: 0 });
+  const settings = { segmentSeconds: maxSeconds, forceTokensPerSecond: 4 };
+  await runTranscription(asr, undefined, rec.samples.subarray(0, 3 * SR), {}, settings); // warm-up
+  let t0 = performance.now();
+  const on = await runTranscription(asr, undefined, rec.samples, {}, { ...settings, vad: { threshold, minSilenceMs, model: vad } });
+  const onSeconds = (performance.now() - t0) / 1000;
+  t0 = performance.now();
+  const off = await runTranscription(asr, undefined, rec.samples, {}, settings);
+  const offSeconds = (performance.now() - t0) / 1000;
+  await asr.release();
+  transcription = {
+    vadOnSeconds: round(onSeconds, 2),
+    vadOnSegments: on.segments.length,
+    vadOffSeconds: round(offSeconds, 2),
+    vadOffSegments: off.segments.length,
+    speedUp: round(offSeconds / onSeconds, 2),
+  };
+}
 await vad.release();
 
 const rows: [string, string][] = [
@@ -155,8 +182,11 @@ const rows: [string, string][] = [
   ['speech regions', `${recording.regions}, ${recording.regionSeconds} s; ${recording.gapSecondsInRegions} s of them in the gaps`],
   ['clip speech found', `${recording.clipSpeechFound} of ${recording.clipSpeechSeconds} s (upstream's single pass: ${recording.clipSpeechFoundByUpstream})`],
   [`segments (≤ ${maxSeconds} s)`, `VAD ${recording.vadSegments} (${recording.vadDecodedSeconds} s decoded), quiet points ${recording.officialSegments} (${recording.officialDecodedSeconds} s)`],
+  ...(transcription
+    ? [['transcribed (int8, 4 tok/s)', `VAD on ${transcription.vadOnSeconds} s (${transcription.vadOnSegments} segments), off ${transcription.vadOffSeconds} s (${transcription.vadOffSegments}): ${transcription.speedUp}x`] as [string, string]]
+    : []),
 ];
 const width = Math.max(...rows.map(([k]) => k.length));
 console.log(`Silero VAD, ${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} thread(s), ${new Date().toISOString()}`);
 for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
-console.log(JSON.stringify({ cpu: cpus()[0]?.model, date: new Date().toISOString(), threshold, minSilenceMs, cost, recording }));
+console.log(JSON.stringify({ cpu: cpus()[0]?.model, date: new Date().toISOString(), threshold, minSilenceMs, cost, recording, transcription }));

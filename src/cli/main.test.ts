@@ -58,9 +58,12 @@ interface Run {
   stderr: string;
 }
 
-/** Environment of the child: no compiled-graph cache, two threads, no network, nothing inherited that changes output. */
+/**
+ * Environment of the child: no compiled-graph cache, two threads, no network, the official cuts
+ * (VAD off: the goldens are defined on them), nothing inherited that changes output.
+ */
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, QWEN3_ASR_CACHE: '0', THREADS: '2', HF_HUB_OFFLINE: '1', ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, QWEN3_ASR_CACHE: '0', THREADS: '2', HF_HUB_OFFLINE: '1', VAD: 'off', ...extra };
   for (const k of ['LOG_LEVEL', 'MODEL_NAME', 'FORCED_ALIGNER', 'QUANT', 'DEVICE', 'MAX_INFERENCE_BATCH_SIZE', 'NODE_TEST_CONTEXT']) {
     if (!(k in extra)) delete env[k];
   }
@@ -133,6 +136,22 @@ test('transcribe --language English reproduces en_3s__lang_english', async () =>
 test('transcribe --context reproduces en_3s__context (newline, CJK, decomposed é passed through argv)', async () => {
   const out = oneJson(await ok(['transcribe', EN_3S, ...MODEL_ARGS, '--json', '--max-new-tokens', GOLDEN_MAX_NEW_TOKENS, '--context', CONTEXT]));
   checkGoldenAsr(out, 'en_3s__context', asrCase('en_3s__context').num_samples);
+});
+
+test('--vad on cuts around the speech the model finds; --vad off cuts from the start', async () => {
+  const jfk = join(AUDIO_DIR, 'jfk.wav');
+  const args = ['transcribe', jfk, ...MODEL_ARGS, '--language', 'English', '--max-new-tokens', '8', '--json'];
+  const on = oneJson(await ok([...args, '--vad', 'on']));
+  const off = oneJson(await ok([...args, '--vad', 'off']));
+  assert.equal(off.segments[0].start, 0);
+  assert.equal(off.segments[off.segments.length - 1].end, off.duration);
+  assert.ok(on.segments.length >= 1);
+  // jfk.wav opens with a breath of silence: the speech starts later.
+  assert.ok(on.segments[0].start > 0, `first segment at ${on.segments[0].start} s`);
+  assert.ok(on.segments[on.segments.length - 1].end <= on.duration);
+  const bad = await cli([...args, '--vad', 'maybe']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--vad/);
 });
 
 test('transcribe decodes a 44.1 kHz stereo MP3 (whichever decoder is available)', async () => {

@@ -85,7 +85,6 @@ export async function runTranscription(
     failure ??= err;
     stop.abort();
   };
-  let doneSeconds = 0;
   let emitted = Promise.resolve();
   const emitReady = async () => {
     const from = segments.length;
@@ -115,9 +114,10 @@ export async function runTranscription(
       if (words?.[k]) seg.words = words[k];
       segments.push(seg);
       opts.onSegment?.(seg);
-      doneSeconds += (piece.end - piece.start) / SAMPLE_RATE;
     });
-    opts.onProgress?.(Math.min(doneSeconds, duration), duration);
+    // Audio done: up to the end of the last segment out (the non-speech VAD skips counts as done).
+    const done = to === pieces.length ? duration : Math.min(pieces[to - 1].end / SAMPLE_RATE, duration);
+    opts.onProgress?.(done, duration);
   };
   try {
     await Promise.all(
