@@ -18,6 +18,7 @@ test('defaults: the original names and defaults, except DEVICE=cpu', () => {
     maxBatchSize: 16,
     maxNewTokens: undefined,
     segmentSeconds: 20,
+    vad: { threshold: 0.5, minSilenceMs: 1000 },
     forcedAligner: undefined,
     hfHome: undefined,
     hfEndpoint: undefined,
@@ -58,6 +59,7 @@ test('every server variable is read and shaped for the app and the pipeline', ()
     HF_HUB_OFFLINE: '1',
     HF_TOKEN: 'hf_x',
     UPLOAD_DIR: 'relative/uploads',
+    VAD: 'OFF',
   });
   assert.deepEqual(c, {
     host: '127.0.0.1',
@@ -70,6 +72,7 @@ test('every server variable is read and shaped for the app and the pipeline', ()
     maxBatchSize: Number.MAX_SAFE_INTEGER,
     maxNewTokens: 512,
     segmentSeconds: 60,
+    vad: undefined,
     forcedAligner: 'Qwen/Qwen3-ForcedAligner-0.6B',
     hfHome: '/cache',
     hfEndpoint: 'https://mirror.example',
@@ -92,6 +95,7 @@ test('every server variable is read and shaped for the app and the pipeline', ()
     maxBatchSize: Number.MAX_SAFE_INTEGER,
     maxNewTokens: 512,
     segmentSeconds: 60,
+    vad: undefined,
     maxQueue: 0,
     hfHome: '/cache',
     hfEndpoint: 'https://mirror.example',
