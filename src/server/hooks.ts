@@ -54,7 +54,7 @@ export function requireTranscriber(transcriber: Transcriber, maxQueue: number, s
     if (transcriber.state === 'failed') {
       throw new HttpError(503, `The model failed to load: ${transcriber.loadError ?? 'unknown error'}`, { code: 'model_not_ready' });
     }
-    // With jobs waiting, one is necessarily running, so a full queue refuses the next job.
+    // Jobs wait only while the worker runs as many as it takes at once, so a full queue refuses the next job.
     const waiting = transcriber.queueLength;
     if (waiting > 0 && waiting >= maxQueue) {
       throw new HttpError(503, `The server is busy: ${waiting} transcriptions are already waiting. Retry later.`, { code: 'overloaded', headers: retry });
