@@ -102,7 +102,7 @@ export interface TranscriberConfig {
   segmentSeconds?: number;
   /** Voice activity detection (Silero VAD): cuts in non-speech, long non-speech not decoded; undefined: off (the official cuts). */
   vad?: VadSettings;
-  /** Jobs waiting beyond the running one before new ones are refused with PipelineError('queue_full'). */
+  /** Jobs waiting for a place beside the running ones before new ones are refused with PipelineError('queue_full'). */
   maxQueue: number;
   hfHome?: string;
   hfEndpoint?: string;

@@ -65,7 +65,7 @@ const healthSchema = {
             model_loaded: { type: 'boolean' },
             model_name: { type: 'string' },
             device: { type: 'string' },
-            queue_length: { type: 'integer', description: 'Transcriptions waiting behind the running one.' },
+            queue_length: { type: 'integer', description: 'Transcriptions waiting for a place beside the running ones.' },
             error: { type: 'string', description: 'Why loading failed (status "unhealthy" only).' },
           },
         },
