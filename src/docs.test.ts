@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { REPO_ROOT } from './testing/shared.ts';
 
 const ORDINALS = 'first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|\\d+(?:st|nd|rd|th)';
-/** "the seventh session", "sessions 11–15", "session 16": a work session, never ONNX Runtime's. */
+/** An ordinal before the word, or a number after it: a work session, never ONNX Runtime's. */
 const DIARY = new RegExp(`\\b(?:(?:${ORDINALS})(?:\\s+and\\s+(?:${ORDINALS}))?\\s+sessions?|sessions?\\s+\\d+(?:\\s*[–-]\\s*\\d+)?)\\b`, 'i');
 
 function files(dir: string, keep: (name: string) => boolean): string[] {
@@ -34,7 +34,6 @@ test('README, docs and source speak of the project, not of work sessions', () =>
     ...files(join(REPO_ROOT, 'bin'), () => true),
   ];
   for (const file of scanned) {
-    if (file.endsWith('docs.test.ts')) continue;
     readFileSync(file, 'utf8')
       .split('\n')
       .forEach((line, i) => {
@@ -46,6 +45,8 @@ test('README, docs and source speak of the project, not of work sessions', () =>
 });
 
 test('the diary pattern finds work sessions and leaves ONNX Runtime sessions alone', () => {
-  for (const s of ['on the seventh session\'s Intel VM', 'Sessions 11–15 measured', 'in session 16', 'the fourth and fifth sessions', 'the 14th session']) assert.ok(DIARY.test(s), s);
+  // Built from parts, so this file holds no phrase the scan itself looks for.
+  const w = 'session';
+  for (const s of [`on the seventh ${w}'s Intel VM`, `${w}s 11–15 measured`, `in ${w} 16`, `the fourth and fifth ${w}s`, `the 14th ${w}`]) assert.ok(DIARY.test(s), s);
   for (const s of ['creates the ONNX Runtime session', 'sessions run on one thread per core', 'InferenceSession.create', "the batch graph's own session"]) assert.ok(!DIARY.test(s), s);
 });

@@ -60,6 +60,14 @@ for (const set of sets) conformance(set);
 function conformance(set: GoldenSet): void {
   const cases: any[] = set.index.cases;
   const audioIds = [...new Set(cases.map((c) => c.audio_id as string))];
+  /** Every case as a request: its golden audio, language, context and the set's token budget. */
+  const goldenRequests = () =>
+    cases.map((c) => ({
+      samples: SafetensorsStore.openFile(set.path(c.audio_file_golden)).readFloat32('waveform'),
+      language: c.language ?? undefined,
+      context: c.context || undefined,
+      maxNewTokens: set.index.model.max_new_tokens,
+    }));
 
   describe(`${set.name} conformance (fp32)`, () => {
     let model: AsrModel;
@@ -124,24 +132,12 @@ function conformance(set: GoldenSet): void {
     }
 
     test('all cases decoded together as one batch give the same ids', async () => {
-      const reqs = cases.map((c) => ({
-        samples: SafetensorsStore.openFile(set.path(c.audio_file_golden)).readFloat32('waveform'),
-        language: c.language ?? undefined,
-        context: c.context || undefined,
-        maxNewTokens: set.index.model.max_new_tokens,
-      }));
-      const results = await model.transcribe(reqs, { prefillChunk: 128, repetitionThreshold: 0 });
+      const results = await model.transcribe(goldenRequests(), { prefillChunk: 128, repetitionThreshold: 0 });
       results.forEach((r, i) => assertDecidedIds(r.tokenIds, cases[i]));
     });
 
     test('with the repetition guard every golden text and language stay the same, and loops stop early', async () => {
-      const reqs = cases.map((c) => ({
-        samples: SafetensorsStore.openFile(set.path(c.audio_file_golden)).readFloat32('waveform'),
-        language: c.language ?? undefined,
-        context: c.context || undefined,
-        maxNewTokens: set.index.model.max_new_tokens,
-      }));
-      const guarded = await model.transcribe(reqs);
+      const guarded = await model.transcribe(goldenRequests());
       guarded.forEach((r, i) => {
         const c = cases[i];
         if (decidedSteps(c) < c.generated_ids.length) return; // undecided ids may differ, and so the text
