@@ -1,5 +1,5 @@
 /**
- * The documentation's own rules, checked: README is a manual of at most 250 lines, and
+ * The documentation's own rules, checked: README is a manual of at most 320 lines, and
  * nothing in README, docs or the source tells the project's history in work sessions (the
  * measurements are dated facts about named machines in docs/benchmarks.md).
  */
@@ -19,9 +19,9 @@ function files(dir: string, keep: (name: string) => boolean): string[] {
   );
 }
 
-test('README is a manual of at most 250 lines', () => {
+test('README is a manual of at most 320 lines', () => {
   const lines = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8').trimEnd().split('\n').length;
-  assert.ok(lines <= 250, `README.md has ${lines} lines`);
+  assert.ok(lines <= 320, `README.md has ${lines} lines`);
 });
 
 test('README, docs and source speak of the project, not of work sessions', () => {

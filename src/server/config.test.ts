@@ -6,9 +6,9 @@ import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_SEGMENT_SECONDS } from '../pipeline/run
 import { readSetting, SettingError } from '../settings/settings.ts';
 import { readServerConfig, toTranscriberConfig } from './config.ts';
 
-test('defaults: the original names and defaults, except DEVICE=cpu', () => {
+test('defaults: the original names and defaults, except DEVICE=cpu and HOST=127.0.0.1', () => {
   assert.deepEqual(readServerConfig({}), {
-    host: '0.0.0.0',
+    host: '127.0.0.1',
     port: 8000,
     modelName: 'Qwen/Qwen3-ASR-1.7B',
     device: 'cpu',
@@ -29,7 +29,22 @@ test('defaults: the original names and defaults, except DEVICE=cpu', () => {
     apiKey: undefined,
     logLevel: 'info',
     uploadDir: tmpdir(),
+    maxAudioSeconds: 14400,
+    decodeConcurrency: 2,
+    decodeTimeoutMs: 120_000,
+    jobTimeoutMs: 3_600_000,
+    corsOrigins: [],
+    tls: undefined,
+    shutdownGraceMs: 30_000,
+    realtime: { maxSessions: 32, updateSeconds: 1, maxUtteranceSeconds: 30 },
   });
+});
+
+test('TLS needs both files; CORS_ORIGINS is a comma-separated list', () => {
+  assert.throws(() => readServerConfig({ TLS_CERT_FILE: '/c.pem' }), (e) => e instanceof SettingError && e.variable === 'TLS_KEY_FILE');
+  assert.throws(() => readServerConfig({ TLS_KEY_FILE: '/k.pem' }), (e) => e instanceof SettingError && e.variable === 'TLS_CERT_FILE');
+  assert.deepEqual(readServerConfig({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem' }).tls, { certFile: '/c.pem', keyFile: '/k.pem' });
+  assert.deepEqual(readServerConfig({ CORS_ORIGINS: ' https://a.example , http://b:3000,' }).corsOrigins, ['https://a.example', 'http://b:3000']);
 });
 
 test("the settings' defaults are the pipeline's own", () => {
@@ -60,6 +75,17 @@ test('every server variable is read and shaped for the app and the pipeline', ()
     HF_TOKEN: 'hf_x',
     UPLOAD_DIR: 'relative/uploads',
     VAD: 'OFF',
+    MAX_AUDIO_SECONDS: '600',
+    DECODE_CONCURRENCY: '3',
+    DECODE_TIMEOUT_SECONDS: '2.5',
+    JOB_TIMEOUT_SECONDS: '0',
+    CORS_ORIGINS: '*',
+    TLS_CERT_FILE: '/tls/cert.pem',
+    TLS_KEY_FILE: '/tls/key.pem',
+    SHUTDOWN_GRACE_SECONDS: '5',
+    REALTIME_MAX_SESSIONS: '0',
+    REALTIME_UPDATE_SECONDS: '2',
+    REALTIME_MAX_UTTERANCE_SECONDS: '60',
   });
   assert.deepEqual(c, {
     host: '127.0.0.1',
@@ -83,6 +109,14 @@ test('every server variable is read and shaped for the app and the pipeline', ()
     apiKey: 'secret',
     logLevel: 'debug',
     uploadDir: resolve('relative/uploads'),
+    maxAudioSeconds: 600,
+    decodeConcurrency: 3,
+    decodeTimeoutMs: 2500,
+    jobTimeoutMs: 0,
+    corsOrigins: ['*'],
+    tls: { certFile: '/tls/cert.pem', keyFile: '/tls/key.pem' },
+    shutdownGraceMs: 5000,
+    realtime: { maxSessions: 0, updateSeconds: 2, maxUtteranceSeconds: 60 },
   });
 
   const log = () => undefined;

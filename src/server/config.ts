@@ -2,7 +2,7 @@
  * The server's configuration: the settings (src/settings/settings.ts, where every variable is
  * read, checked and documented) in the shape the app and the pipeline take.
  */
-import { parseSettings, type Dtype, type Env, type LogLevel, type Settings } from '../settings/settings.ts';
+import { parseSettings, SettingError, type Dtype, type Env, type LogLevel, type Settings } from '../settings/settings.ts';
 import type { Device, Quantization, TranscriberConfig, VadSettings } from '../pipeline/types.ts';
 
 export type { Dtype, LogLevel };
@@ -35,6 +35,24 @@ export interface ServerConfig {
   apiKey?: string;
   logLevel: LogLevel;
   uploadDir: string;
+  /** Longest decoded audio accepted, in seconds. */
+  maxAudioSeconds: number;
+  /** Uploads decoded at once, before they wait for inference. */
+  decodeConcurrency: number;
+  decodeTimeoutMs: number;
+  /** Time limit of one running transcription; 0: none. */
+  jobTimeoutMs: number;
+  /** Origins allowed by CORS (`*` for any); empty: CORS off. */
+  corsOrigins: string[];
+  /** PEM files: both set, the server speaks HTTPS (and wss://). */
+  tls?: { certFile: string; keyFile: string };
+  shutdownGraceMs: number;
+  realtime: {
+    /** Sockets open at once; 0: the endpoint is off. */
+    maxSessions: number;
+    updateSeconds: number;
+    maxUtteranceSeconds: number;
+  };
 }
 
 /** The server's share of the settings. */
@@ -61,7 +79,23 @@ export function serverConfig(s: Settings): ServerConfig {
     apiKey: s.apiKey,
     logLevel: s.logLevel,
     uploadDir: s.uploadDir,
+    maxAudioSeconds: s.maxAudioSeconds,
+    decodeConcurrency: s.decodeConcurrency,
+    decodeTimeoutMs: Math.round(s.decodeTimeoutSeconds * 1000),
+    jobTimeoutMs: s.jobTimeoutSeconds * 1000,
+    corsOrigins: (s.corsOrigins ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+    tls: tlsFiles(s),
+    shutdownGraceMs: Math.round(s.shutdownGraceSeconds * 1000),
+    realtime: { maxSessions: s.realtimeMaxSessions, updateSeconds: s.realtimeUpdateSeconds, maxUtteranceSeconds: s.realtimeMaxUtteranceSeconds },
   };
+}
+
+/** Both TLS files or neither: one alone is a configuration error naming the missing one. */
+function tlsFiles(s: Settings): ServerConfig['tls'] {
+  if (!s.tlsCertFile && !s.tlsKeyFile) return undefined;
+  if (!s.tlsCertFile) throw new SettingError('TLS_CERT_FILE', 'TLS_CERT_FILE', 'must be set when TLS_KEY_FILE is');
+  if (!s.tlsKeyFile) throw new SettingError('TLS_KEY_FILE', 'TLS_KEY_FILE', 'must be set when TLS_CERT_FILE is');
+  return { certFile: s.tlsCertFile, keyFile: s.tlsKeyFile };
 }
 
 /** Reads and checks every setting (default: this process's environment); throws SettingError on the first invalid one. */

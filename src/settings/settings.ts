@@ -56,6 +56,8 @@ export const DEFAULT_SEGMENT_SECONDS = 20;
 export const DEFAULT_MAX_BATCH_SIZE = 16;
 export const DEFAULT_MAX_UPLOAD_MB = 500;
 export const DEFAULT_MAX_QUEUE = 32;
+/** Four hours: the longest recordings users bring; a 1.7B int8 model on two cores decodes it in about half an hour. */
+export const DEFAULT_MAX_AUDIO_SECONDS = 14400;
 /** Upstream silero-vad's threshold. */
 export const DEFAULT_VAD_THRESHOLD = 0.5;
 /**
@@ -372,11 +374,67 @@ export const SETTINGS = {
   hfToken: { env: 'HF_TOKEN', group: 'Hugging Face hub', doc: 'token for gated or private repos (sent to the hub only)', ...text() },
 
   // server
-  host: { env: 'HOST', group: 'server', doc: 'listen address', ...textOr('0.0.0.0') },
+  host: { env: 'HOST', group: 'server', doc: 'listen address; `0.0.0.0` listens on every interface (the Docker image sets it), so set `API_KEY` too', ...textOr('127.0.0.1') },
   port: { env: 'PORT', group: 'server', doc: 'listen port; `0` picks any free port', ...integer(0, 65535, 8000) },
   apiKey: { env: 'API_KEY', group: 'server', doc: 'when set, every route but `/health` and the docs needs `Authorization: Bearer <key>`', ...text('empty') },
   maxUploadMb: { env: 'MAX_UPLOAD_MB', group: 'server', doc: 'largest accepted upload in MiB; larger ones get 413', ...positiveNumber(DEFAULT_MAX_UPLOAD_MB) },
   maxQueue: { env: 'MAX_QUEUE', group: 'server', doc: 'requests waiting for a place beside the running ones (up to the batch size run at once) before new ones get 503', ...integer(0, undefined, DEFAULT_MAX_QUEUE) },
+  maxAudioSeconds: {
+    env: 'MAX_AUDIO_SECONDS',
+    group: 'server',
+    doc: 'longest decoded audio accepted (by the server and the CLI); longer uploads get 413 as soon as decoding passes the limit, so a small file cannot expand into days of audio',
+    ...integer(1, undefined, DEFAULT_MAX_AUDIO_SECONDS),
+  },
+  decodeConcurrency: {
+    env: 'DECODE_CONCURRENCY',
+    group: 'server',
+    doc: 'uploads decoded at once; each is decoded and checked before it waits for inference, so an undecodable one gets 400 even when the queue is full',
+    ...integer(1, 64, 2),
+  },
+  decodeTimeoutSeconds: {
+    env: 'DECODE_TIMEOUT_SECONDS',
+    group: 'server',
+    doc: 'time limit on decoding one upload to samples; past it the request gets 408',
+    ...positiveNumber(120),
+  },
+  jobTimeoutSeconds: {
+    env: 'JOB_TIMEOUT_SECONDS',
+    group: 'server',
+    doc: 'time limit on one transcription once it runs (decoding steps, alignment); past it the job is cancelled and gets 503; `0`: no limit',
+    ...integer(0, undefined, 3600),
+  },
+  corsOrigins: {
+    env: 'CORS_ORIGINS',
+    group: 'server',
+    doc: 'comma-separated origins browsers may call the API from (`*`: any); empty: no CORS headers',
+    ...text('empty'),
+  },
+  tlsCertFile: { env: 'TLS_CERT_FILE', group: 'server', doc: 'PEM certificate (chain): with `TLS_KEY_FILE` the server speaks HTTPS and `wss://`', ...path('unset') },
+  tlsKeyFile: { env: 'TLS_KEY_FILE', group: 'server', doc: "PEM private key of `TLS_CERT_FILE`", ...path('unset') },
+  shutdownGraceSeconds: {
+    env: 'SHUTDOWN_GRACE_SECONDS',
+    group: 'server',
+    doc: 'on SIGTERM or SIGINT, how long running and queued jobs may take to finish before the process exits anyway',
+    ...positiveNumber(30),
+  },
+  realtimeMaxSessions: {
+    env: 'REALTIME_MAX_SESSIONS',
+    group: 'server',
+    doc: 'live transcription sockets (`/v1/realtime`) open at once; more are refused; `0` turns the endpoint off',
+    ...integer(0, 1024, 32),
+  },
+  realtimeUpdateSeconds: {
+    env: 'REALTIME_UPDATE_SECONDS',
+    group: 'server',
+    doc: 'audio between two partial-transcript updates of a live utterance',
+    ...positiveNumber(1),
+  },
+  realtimeMaxUtteranceSeconds: {
+    env: 'REALTIME_MAX_UTTERANCE_SECONDS',
+    group: 'server',
+    doc: 'longest live utterance: past it the utterance is cut at its quietest point and completed, so every prompt stays bounded',
+    ...integer(5, 600, 30),
+  },
   logLevel: {
     env: 'LOG_LEVEL',
     group: 'server',
