@@ -15,6 +15,9 @@ import {
   type TranscriberState,
   type TranscriptionResult,
   type WordTimestamp,
+  type LiveEvent,
+  type LiveOptions,
+  type LiveSession,
 } from './types.ts';
 import { DEFAULT_SEGMENT_SECONDS } from './run-transcription.ts';
 import type { FromWorker, JobOptions, SerializedError, ToWorker, WorkerConfig } from './worker-protocol.ts';
@@ -239,6 +242,14 @@ class WorkerTranscriber implements Transcriber {
   alignFile(path: string, text: string, language: string, opts: { signal?: AbortSignal } = {}): Promise<WordTimestamp[]> {
     const id = this.nextId++;
     return this.submit({ type: 'align', id, path, text, language }, opts);
+  }
+
+  get liveSessions(): number {
+    return 0;
+  }
+
+  openLive(_options: LiveOptions, _onEvent: (event: LiveEvent) => void): LiveSession {
+    throw new PipelineError('internal', 'Live transcription is not available yet.');
   }
 
   async close(): Promise<void> {

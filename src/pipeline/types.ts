@@ -66,6 +66,11 @@ export type PipelineErrorCode =
   | 'audio_empty'
   | 'audio_too_short'
   | 'audio_undecodable'
+  | 'audio_too_long'
+  | 'decode_timeout'
+  | 'job_timeout'
+  | 'bad_request'
+  | 'shutting_down'
   | 'aligner_unavailable'
   | 'aligner_language_unsupported'
   | 'queue_full'
@@ -108,6 +113,8 @@ export interface TranscriberConfig {
   hfEndpoint?: string;
   hfOffline?: boolean;
   hfToken?: string;
+  /** Live transcription (openLive); undefined: the defaults of LIVE_DEFAULTS. */
+  live?: LiveLimits;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
@@ -116,6 +123,15 @@ export interface VadSettings {
   threshold: number;
   /** Non-speech this long ends a speech region and is not decoded. */
   minSilenceMs: number;
+}
+
+export interface LiveLimits {
+  /** Live sessions open at once; 0: live transcription is off. */
+  maxSessions: number;
+  /** Audio between two partial updates of an utterance (s). */
+  updateSeconds: number;
+  /** Longest utterance (s): past it the utterance is cut at its quietest point and completed. */
+  maxUtteranceSeconds: number;
 }
 
 export type TranscriberState = 'loading' | 'ready' | 'failed';
@@ -149,5 +165,61 @@ export interface Transcriber {
   align(samples: Float32Array, text: string, language: string, opts?: { signal?: AbortSignal }): Promise<WordTimestamp[]>;
   /** Decodes an audio file (any format) and aligns a given text to it. */
   alignFile(path: string, text: string, language: string, opts?: { signal?: AbortSignal }): Promise<WordTimestamp[]>;
+  /**
+   * Opens a live transcription: audio arrives in pieces, utterances are found (server VAD) or
+   * committed by the caller, partial text arrives as deltas and each utterance ends in one
+   * `completed` event. Throws PipelineError('model_not_ready') before the model is loaded and
+   * 'queue_full' when LiveLimits.maxSessions are open.
+   */
+  openLive(options: LiveOptions, onEvent: (event: LiveEvent) => void): LiveSession;
+  /** Live sessions open now. */
+  readonly liveSessions: number;
   close(): Promise<void>;
+}
+
+/** How live audio arrives: 16-bit little-endian PCM at `rate` Hz, or G.711 µ-law / A-law at 8 kHz. */
+export type LiveAudioFormat = { type: 'pcm16'; rate: number } | { type: 'pcmu' } | { type: 'pcma' };
+
+/** Server-side turn detection (Silero VAD); null: the caller commits each utterance. */
+export interface LiveTurnDetection {
+  /** Speech probability at or above which audio is speech (0–1). */
+  threshold: number;
+  /** Audio kept before the detected start of speech (ms). */
+  prefixPaddingMs: number;
+  /** Silence that ends an utterance (ms). */
+  silenceDurationMs: number;
+}
+
+export interface LiveOptions {
+  format: LiveAudioFormat;
+  /** Language hint (a name the checkpoint supports, or an ISO code the pipeline maps). */
+  language?: string;
+  /** Context text (the prompt's system message). */
+  context?: string;
+  turnDetection: LiveTurnDetection | null;
+}
+
+/** Events of a live session; `utterance` numbers them from 1 in the order they start. */
+export type LiveEvent =
+  | { type: 'speech_started'; utterance: number; audioStartMs: number }
+  | { type: 'speech_stopped'; utterance: number; audioEndMs: number }
+  /** The utterance's audio is complete (VAD silence, a commit, or its maximum length) and its final decode is under way. */
+  | { type: 'committed'; utterance: number }
+  /** Text that has become stable; deltas of an utterance are never retracted. */
+  | { type: 'delta'; utterance: number; text: string }
+  /** The exact decode of the whole utterance; `seconds` is its audio duration. */
+  | { type: 'completed'; utterance: number; text: string; language: string; seconds: number }
+  | { type: 'failed'; utterance: number; code: string; message: string };
+
+export interface LiveSession {
+  /** Changes the format, language, context or turn detection; applies to the next utterance (the format at once). */
+  configure(options: Partial<LiveOptions>): void;
+  /** Audio in the session's format. Throws PipelineError('bad_request') on a malformed piece (odd PCM length). */
+  append(audio: Uint8Array): void;
+  /** Ends the current utterance at the audio so far; returns its number. Throws PipelineError('bad_request') when the buffer holds no audio. */
+  commit(): number;
+  /** Drops audio not yet committed (the current utterance is abandoned without events). */
+  clear(): void;
+  /** Frees the session's rows and buffers; pending utterances are abandoned. */
+  close(): void;
 }

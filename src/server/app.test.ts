@@ -85,6 +85,13 @@ function makeConfig(uploadDir: string, over: Partial<ServerConfig> = {}): Server
     apiKey: API_KEY,
     logLevel: 'silent',
     uploadDir,
+    maxAudioSeconds: 14400,
+    decodeConcurrency: 2,
+    decodeTimeoutMs: 120_000,
+    jobTimeoutMs: 0,
+    corsOrigins: [],
+    shutdownGraceMs: 30_000,
+    realtime: { maxSessions: 4, updateSeconds: 1, maxUtteranceSeconds: 30 },
     ...over,
   };
 }
