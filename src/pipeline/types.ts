@@ -109,6 +109,16 @@ export interface TranscriberConfig {
   vad?: VadSettings;
   /** Jobs waiting for a place beside the running ones before new ones are refused with PipelineError('queue_full'). */
   maxQueue: number;
+  /** Longest decoded audio accepted (seconds); longer files fail with 'audio_too_long'. Undefined: no limit. */
+  maxAudioSeconds?: number;
+  /** Files decoded at once (transcribeFile, alignFile), in worker threads, before their jobs wait for the engine (default 2). */
+  decodeConcurrency?: number;
+  /** Time limit on decoding one file (ms); past it the decoder is stopped and the job fails with 'decode_timeout' (default 120 000). */
+  decodeTimeoutMs?: number;
+  /** Time limit of a job once it runs in the engine worker (ms); past it the job is cancelled with 'job_timeout'. 0 or undefined: none. */
+  jobTimeoutMs?: number;
+  /** Folder for the decoded samples of files waiting for the engine (default: the OS temp dir). */
+  scratchDir?: string;
   hfHome?: string;
   hfEndpoint?: string;
   hfOffline?: boolean;
@@ -136,6 +146,18 @@ export interface LiveLimits {
 
 export type TranscriberState = 'loading' | 'ready' | 'failed';
 
+/** What the pipeline measures as it works (Transcriber.onStats). */
+export type PipelineStats =
+  /** A file was decoded and checked, before its job waits for the engine. */
+  | { type: 'decoded'; seconds: number; audioSeconds: number }
+  /** A job left the queue for the engine worker after waiting `waitedSeconds`. */
+  | { type: 'started'; waitedSeconds: number }
+  /**
+   * Decoding steps of the shared batch since the last report (about one a second while it
+   * decodes): `rows` pairs a batch size with the steps that ran it; each row gets one token a step.
+   */
+  | { type: 'steps'; steps: number; tokens: number; rows: [number, number][]; seconds: number };
+
 /**
  * The one pipeline both HTTP APIs and the CLI call. Inference runs in a worker thread;
  * every method returns without blocking the caller's event loop.
@@ -157,6 +179,12 @@ export interface Transcriber {
   readonly queueLength: number;
   /** Jobs in the worker, their segments decoding in one shared batch. */
   readonly activeJobs: number;
+  /** Files in the decoding workers and files waiting for one (transcribeFile, alignFile). */
+  readonly decoding?: { running: number; waiting: number };
+  /** Seconds the model took to load, once it is ready. */
+  readonly loadSeconds?: number;
+  /** Subscribes to the pipeline's measurements (the server's metrics); returns the function that unsubscribes. */
+  onStats?(listener: (stats: PipelineStats) => void): () => void;
   /** Decodes an audio file (any format) and transcribes it. */
   transcribeFile(path: string, opts?: TranscribeOptions): Promise<TranscriptionResult>;
   /** Transcribes 16 kHz mono float32 samples. */
@@ -216,8 +244,12 @@ export interface LiveSession {
   configure(options: Partial<LiveOptions>): void;
   /** Audio in the session's format. Throws PipelineError('bad_request') on a malformed piece (odd PCM length). */
   append(audio: Uint8Array): void;
-  /** Ends the current utterance at the audio so far; returns its number. Throws PipelineError('bad_request') when the buffer holds no audio. */
-  commit(): number;
+  /**
+   * Ends the current utterance at the audio so far (the engine thread decides, as its VAD may
+   * have ended it already); resolves with its number once the `committed` event is sent.
+   * Rejects with PipelineError('bad_request') when the buffer holds no uncommitted audio.
+   */
+  commit(): Promise<number>;
   /** Drops audio not yet committed (the current utterance is abandoned without events). */
   clear(): void;
   /** Frees the session's rows and buffers; pending utterances are abandoned. */

@@ -80,7 +80,9 @@ export const REPETITION_THRESHOLD = 20;
 
 /** A segment between submission and result: what its prompt was, once it is made. */
 interface AsrJob {
-  request: AsrRequest;
+  request?: AsrRequest;
+  /** A prompt made by its caller (a live utterance's update, live-transcript.ts) instead of from `request`. */
+  prepared?: () => Promise<PreparedPrompt>;
   promptIds?: number[];
   audioTokens?: number;
 }
@@ -186,25 +188,41 @@ export class AsrModel extends ThinkerModel {
 
   /** Log-mel features, audio encoding and prompt embeddings of the segments being admitted, in one encoder batch. */
   private async prepare(jobs: AsrJob[]): Promise<PreparedPrompt[]> {
-    const feats = jobs.map((j) => this.melFeatures(j.request.samples));
-    const audio = await this.encoder.encode(feats);
+    const own = jobs.filter((j) => !j.prepared);
+    const audio = own.length > 0 ? await this.encoder.encode(own.map((j) => this.melFeatures(j.request!.samples))) : [];
     const H = this.config.text.hiddenSize;
-    return jobs.map((job, i) => {
-      const r = job.request;
-      const prompt = buildAsrPrompt(this.tokenizer, { context: r.context, language: r.language, audioTokens: audio[i].length / H });
+    const prompts: PreparedPrompt[] = [];
+    for (const job of jobs) prompts.push(job.prepared ? await job.prepared() : this.promptOf(job, audio[own.indexOf(job)]));
+    return prompts;
+  }
+
+  private promptOf(job: AsrJob, audio: Float32Array): PreparedPrompt {
+    const H = this.config.text.hiddenSize;
+    {
+      const r = job.request!;
+      const prompt = buildAsrPrompt(this.tokenizer, { context: r.context, language: r.language, audioTokens: audio.length / H });
       job.promptIds = prompt.ids;
-      job.audioTokens = audio[i].length / H;
+      job.audioTokens = audio.length / H;
       return {
-        embeds: embedPrompt(this.decoder, prompt.ids, this.config.audioTokenId, audio[i]),
+        embeds: embedPrompt(this.decoder, prompt.ids, this.config.audioTokenId, audio),
         length: prompt.ids.length,
         maxNewTokens: Math.max(1, Math.min(r.maxNewTokens, this.config.text.maxPositionEmbeddings - prompt.ids.length)),
       };
-    });
+    }
+  }
+
+  /**
+   * Queues a prompt its caller makes when the shared batch admits it (between decoding steps,
+   * so it may run the encoder and the decoder on caches of its own): a live utterance's update.
+   */
+  submitPrepared(prepare: () => Promise<PreparedPrompt>, opts: Omit<AsrJobOptions, 'onText'> & { guardFrom?: (ids: readonly number[]) => number } = {}): Promise<ScheduledOutput> {
+    const job: AsrJob = { prepared: prepare };
+    return this.shared.submit(job, { owner: opts.owner ?? job, signal: opts.signal, ignoreStopTokens: opts.ignoreStopTokens, onTokens: opts.onTokens, guardFrom: opts.guardFrom });
   }
 
   private result(job: AsrJob, o: ScheduledOutput): AsrResult {
     const raw = this.tokenizer.decode(o.ids, { skipSpecialTokens: true });
-    const parsed = parseAsrOutput(raw, job.request.language);
+    const parsed = parseAsrOutput(raw, job.request!.language);
     return {
       raw,
       language: parsed.language,

@@ -17,6 +17,11 @@ import { defaultInt8Kernel } from './precision.ts';
 export interface MelFeatures {
   data: Float32Array;
   frames: number;
+  /**
+   * The features are a window of a longer input (a live utterance's open window), so a lone
+   * short chunk runs at full width as it does inside the whole input.
+   */
+  partOfLonger?: boolean;
 }
 
 /** Layout of one item through the encoder (also what the conformance tests check). */
@@ -119,7 +124,7 @@ export class AudioEncoder {
     plans.forEach((plan, item) => {
       let start = 0;
       plan.chunkLengths.forEach((len, index) => {
-        jobs.push({ item, index, start, len, width: plan.chunkLengths.length === 1 ? len : chunk });
+        jobs.push({ item, index, start, len, width: plan.chunkLengths.length === 1 && !items[item].partOfLonger ? len : chunk });
         start += len;
       });
     });

@@ -3,7 +3,7 @@
  * prefilled in groups of similar length in passes of bounded rows. The decoding loop itself,
  * shared by every caller, is scheduler.ts.
  */
-import type { KvCache } from '../runtime/kv-cache.ts';
+import { KvCache as KvCacheClass, type KvCache } from '../runtime/kv-cache.ts';
 import type { TextDecoder } from './text-decoder.ts';
 
 export interface GenerationOutput {
@@ -144,6 +144,33 @@ export async function prefillPrompts(
     group.forEach((i, b) => (rows[i] = { cache, row: b }));
   }
   return rows;
+}
+
+/**
+ * Prompts that continue from a cached row (PreparedPrompt.prefix): each is prefilled on its
+ * own copy of that row, in passes of at most `chunk` positions, and hands over the logits of
+ * its last position. Returns, per prompt, the cache holding it (row 0).
+ */
+export async function prefillContinuations(
+  decoder: TextDecoder,
+  prompts: { embeds: Float32Array; length: number; prefix: { cache: KvCache; row: number } }[],
+  opts: { chunk?: number; onLogits: (i: number, logits: Float32Array, offset: number) => void; check?: () => void },
+): Promise<{ cache: KvCache; row: number }[]> {
+  const H = decoder.cfg.hiddenSize;
+  const out: { cache: KvCache; row: number }[] = [];
+  for (const [i, p] of prompts.entries()) {
+    const cache = KvCacheClass.stack([p.prefix], p.length);
+    const chunk = Math.max(1, opts.chunk ?? prefillPositions(1));
+    for (let c0 = 0; c0 < p.length; c0 += chunk) {
+      opts.check?.();
+      const S = Math.min(chunk, p.length - c0);
+      const last = c0 + S === p.length;
+      const { logits } = await decoder.forward(cache, p.embeds.subarray(c0 * H, (c0 + S) * H), S, [last ? S - 1 : 0]);
+      if (last) opts.onLogits(i, logits!, 0);
+    }
+    out.push({ cache, row: 0 });
+  }
+  return out;
 }
 
 export class AbortError extends Error {

@@ -16,7 +16,7 @@
  * count from its own first token, so a job decodes the ids it decodes alone.
  */
 import { KvCache } from '../runtime/kv-cache.ts';
-import { AbortError, argmax, prefillGroups, prefillPrompts, type GenerationOutput } from './generate.ts';
+import { AbortError, argmax, prefillContinuations, prefillGroups, prefillPrompts, type GenerationOutput } from './generate.ts';
 import type { TextDecoder } from './text-decoder.ts';
 
 /** A prompt ready to prefill: embeddings [length, H] and the most tokens it may generate. */
@@ -24,6 +24,12 @@ export interface PreparedPrompt {
   embeds: Float32Array;
   length: number;
   maxNewTokens: number;
+  /**
+   * Positions already in a cache that come before `embeds` (a live utterance's prompt head
+   * and finished audio windows): the prompt continues from a copy of that row, so only the
+   * positions that changed are prefilled. The row's cache is read, never changed.
+   */
+  prefix?: { cache: KvCache; row: number };
 }
 
 export interface DecodeJobOptions {
@@ -231,22 +237,40 @@ export class DecodeScheduler<P> {
     // Room for every token the rows may still generate, so the cache grows in place.
     const reserve = Math.max(...prompts.map((p) => p.maxNewTokens), ...this.running.map((r) => r.maxNewTokens - r.out.ids.length));
     const alone = this.running.length === 0;
+    const fresh = prompts.flatMap((p, i) => (p.prefix ? [] : [i]));
+    const continued = prompts.flatMap((p, i) => (p.prefix ? [i] : []));
     // Prompts prefilled as one group whose cache becomes the batch's get the room there;
     // otherwise the rows are stacked into a new cache, which gets it.
-    const oneGroup = alone && prefillGroups(prompts.map((p) => p.length)).length === 1;
-    let parts: { cache: KvCache; row: number }[];
+    const oneGroup = alone && continued.length === 0 && prefillGroups(prompts.map((p) => p.length)).length === 1;
+    const parts: { cache: KvCache; row: number }[] = new Array(prompts.length);
     try {
-      parts = await prefillPrompts(this.decoder, prompts, {
-        chunk: this.opts.prefillChunk,
-        wanted: (i) => [prompts[i].length - 1],
-        onLogits: (i, _, out, offset) => first.set(out.subarray(offset, offset + V), i * V),
-        // A job cancelled while its prompt is prefilled fails the whole admission: the next
-        // loop admits the others again.
-        check: () => {
-          if (jobs.some((j) => j.opts.signal?.aborted)) throw new AbortError();
+      // A job cancelled while its prompt is prefilled fails the whole admission: the next
+      // loop admits the others again.
+      const check = () => {
+        if (jobs.some((j) => j.opts.signal?.aborted)) throw new AbortError();
+      };
+      const freshParts = await prefillPrompts(
+        this.decoder,
+        fresh.map((i) => prompts[i]),
+        {
+          chunk: this.opts.prefillChunk,
+          wanted: (k) => [prompts[fresh[k]].length - 1],
+          onLogits: (k, _, out, offset) => first.set(out.subarray(offset, offset + V), fresh[k] * V),
+          check,
+          extraPositions: oneGroup ? reserve : 0,
         },
-        extraPositions: oneGroup ? reserve : 0,
-      });
+      );
+      freshParts.forEach((part, k) => (parts[fresh[k]] = part));
+      const continuedParts = await prefillContinuations(
+        this.decoder,
+        continued.map((i) => prompts[i] as Required<PreparedPrompt>),
+        {
+          chunk: this.opts.prefillChunk,
+          onLogits: (k, out, offset) => first.set(out.subarray(offset, offset + V), continued[k] * V),
+          check,
+        },
+      );
+      continuedParts.forEach((part, k) => (parts[continued[k]] = part));
     } catch (err) {
       if (!(err instanceof AbortError)) {
         for (const job of jobs) job.reject(err as Error);
