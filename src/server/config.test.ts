@@ -131,10 +131,16 @@ test('every server variable is read and shaped for the app and the pipeline', ()
     segmentSeconds: 60,
     vad: undefined,
     maxQueue: 0,
+    maxAudioSeconds: 600,
+    decodeConcurrency: 3,
+    decodeTimeoutMs: 2500,
+    jobTimeoutMs: 0,
+    scratchDir: resolve('relative/uploads'),
     hfHome: '/cache',
     hfEndpoint: 'https://mirror.example',
     hfOffline: true,
     hfToken: 'hf_x',
+    live: { maxSessions: 0, updateSeconds: 2, maxUtteranceSeconds: 60 },
     log,
   });
 });

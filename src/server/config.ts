@@ -10,7 +10,7 @@ export type { Dtype, LogLevel };
 export interface ServerConfig {
   host: string;
   port: number;
-  /** MODEL_NAME as given: echoed by `/`, `/health` and the responses' metadata. */
+  /** MODEL_NAME as given; `/`, `/health` and the responses' metadata show its public id (a folder by its name only). */
   modelName: string;
   device: Device;
   /** Accepted for compatibility with the original; the engine computes in float32. */
@@ -116,10 +116,16 @@ export function toTranscriberConfig(config: ServerConfig, log?: TranscriberConfi
     segmentSeconds: config.segmentSeconds,
     vad: config.vad,
     maxQueue: config.maxQueue,
+    maxAudioSeconds: config.maxAudioSeconds,
+    decodeConcurrency: config.decodeConcurrency,
+    decodeTimeoutMs: config.decodeTimeoutMs,
+    jobTimeoutMs: config.jobTimeoutMs,
+    scratchDir: config.uploadDir,
     hfHome: config.hfHome,
     hfEndpoint: config.hfEndpoint,
     hfOffline: config.hfOffline,
     hfToken: config.hfToken,
+    live: config.realtime,
     log,
   };
 }

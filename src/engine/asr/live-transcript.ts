@@ -111,6 +111,25 @@ export class LiveTranscript {
     return { ids, text: parsed.text, language: parsed.language, prefilled: work.prefilled, decoded: out.decoded, cachedAudioTokens: work.cachedAudioTokens };
   }
 
+  /**
+   * The transcript of a whole utterance that must begin with `text` (what was already sent of
+   * it): a decode from scratch whose output is forced to start with that text, as the
+   * official streaming's last step is; `language` is the one detected. Used only when the
+   * exact decode of the utterance does not extend what was sent.
+   */
+  async completeFrom(samples: Float32Array, text: string, language: string, opts: LiveUpdateOptions): Promise<LiveUpdate> {
+    const tok = this.model.tokenizer;
+    // A detected language goes in the header the model writes before its text (`language None` when it found none).
+    const header = this.opts.language || this.asrTextId === undefined ? [] : [...tok.encode(`language ${language || 'None'}`, { allowAddedTokens: false }), this.asrTextId];
+    const forced = [...header, ...tok.encode(text, { allowAddedTokens: false })];
+    const fresh = new LiveTranscript(this.model, this.opts);
+    fresh.updates = UNFIXED_UPDATES;
+    fresh.lastIds = [...forced, ...new Array<number>(ROLLBACK_TOKENS).fill(-1)];
+    const out = await fresh.update(samples, opts);
+    fresh.release();
+    return out;
+  }
+
   /** Frees the cached row (the object may be dropped instead; this only lets memory go sooner). */
   release(): void {
     this.prefix = undefined;

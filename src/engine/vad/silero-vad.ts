@@ -179,8 +179,64 @@ export class SileroVad {
     return probs;
   }
 
+  /**
+   * A stream over audio that arrives in pieces (live transcription): one probability per
+   * 512-sample window as soon as the window is complete, from the state the previous window
+   * left, reset after quiet as `probabilities` does.
+   */
+  stream(): SileroStream {
+    return new SileroStream((input, state) => this.runOne(input, state));
+  }
+
+  private async runOne(input: Float32Array, state: Float32Array): Promise<number> {
+    const out = await this.session.run({
+      input: new ort.Tensor('float32', input, [1, ROW]),
+      state: new ort.Tensor('float32', state, [2, 1, STATE_SIZE]),
+      sr: new ort.Tensor('int64', BigInt64Array.from([BigInt(VAD_SAMPLE_RATE)]), []),
+    });
+    state.set(out[this.stateName].data as Float32Array);
+    return (out[this.probName].data as Float32Array)[0];
+  }
+
   async release(): Promise<void> {
     await this.session.release();
+  }
+}
+
+/** Speech probabilities of audio pushed piece by piece (SileroVad.stream). */
+export class SileroStream {
+  private readonly state = new Float32Array(2 * STATE_SIZE);
+  /** The last CONTEXT_SAMPLES of the previous window, then the samples of the window being filled. */
+  private readonly row = new Float32Array(ROW);
+  private filled = 0;
+  private quiet = 0;
+  /** Windows completed so far. */
+  windows = 0;
+
+  constructor(private readonly run: (input: Float32Array, state: Float32Array) => Promise<number>) {}
+
+  /** 16 kHz samples in; the probabilities of the windows they complete out, in order. */
+  async push(samples: Float32Array): Promise<number[]> {
+    const probs: number[] = [];
+    let at = 0;
+    while (at < samples.length) {
+      const n = Math.min(VAD_WINDOW_SAMPLES - this.filled, samples.length - at);
+      this.row.set(samples.subarray(at, at + n), CONTEXT_SAMPLES + this.filled);
+      this.filled += n;
+      at += n;
+      if (this.filled < VAD_WINDOW_SAMPLES) break;
+      const p = await this.run(this.row.slice(), this.state);
+      probs.push(p);
+      this.windows++;
+      this.quiet = p < QUIET_PROBABILITY ? this.quiet + 1 : 0;
+      if (this.quiet >= RESET_AFTER_QUIET_WINDOWS) {
+        this.state.fill(0);
+        this.quiet = 0;
+      }
+      this.row.copyWithin(0, ROW - CONTEXT_SAMPLES);
+      this.filled = 0;
+    }
+    return probs;
   }
 }
 
