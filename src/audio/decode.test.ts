@@ -1,12 +1,14 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsStore } from '../engine/checkpoint/safetensors.ts';
 import { AUDIO_DIR, goldenPath } from '../testing/shared.ts';
-import { AudioDecodeError, decodeAudio, type AudioDecoderName, type DecodedAudio } from './decode.ts';
+import { AudioDecodeError, decodeAudio, MIN_SOURCE_SAMPLE_RATE, type AudioDecoderName, type DecodedAudio } from './decode.ts';
+import { decodeEmbedded } from './embedded.ts';
+import { audioSecondsFromMoov, mp4AudioSeconds } from './mp4.ts';
 import { findFfmpeg, parseSourceSampleRate } from './ffmpeg.ts';
 import { resample } from './resample.ts';
 import { decodeWav, encodeWav } from './wav.ts';
@@ -276,4 +278,142 @@ test('the source rate is read from the input stream, not the output', () => {
   const video = "Input #0, mov,mp4:\n  Stream #0:0[0x1](und): Video: h264, yuv420p, 64x64, 10 fps\n  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, mono, fltp, 69 kb/s\nOutput #0";
   assert.equal(parseSourceSampleRate(video), 48000);
   assert.equal(parseSourceSampleRate('garbage'), undefined);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bounds on what a small file may decode to: the sample-rate floor and maxSeconds.
+
+/** A 16-bit PCM WAV header for `dataBytes` of samples (0xFFFFFFFF: "to the end of the file"). */
+function wavHeader(rate: number, channels: number, dataBytes: number): Buffer {
+  const h = Buffer.alloc(44);
+  h.write('RIFF', 0, 'ascii');
+  h.writeUInt32LE(dataBytes === 0xffffffff ? 0xffffffff : 36 + dataBytes, 4);
+  h.write('WAVEfmt ', 8, 'ascii');
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20);
+  h.writeUInt16LE(channels, 22);
+  h.writeUInt32LE(rate, 24);
+  h.writeUInt32LE(rate * channels * 2, 28);
+  h.writeUInt16LE(channels * 2, 32);
+  h.writeUInt16LE(16, 34);
+  h.write('data', 36, 'ascii');
+  h.writeUInt32LE(dataBytes, 40);
+  return h;
+}
+
+/** Asserts a rejection with AudioDecodeError `code` that stopped the fallback chain, matching `pattern`. */
+async function expectVerdict(promise: Promise<unknown>, code: string, pattern: RegExp): Promise<AudioDecodeError> {
+  let caught: AudioDecodeError | undefined;
+  await assert.rejects(promise, (e: unknown) => {
+    assert.ok(e instanceof AudioDecodeError, `not an AudioDecodeError: ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, pattern);
+    assert.equal(e.details.conclusive, true, 'a verdict on the audio itself');
+    caught = e;
+    return true;
+  });
+  return caught!;
+}
+
+test('a WAV header claiming 7 Hz is refused by every decoder, naming the rate, before any resampling', async () => {
+  // 32 kB of samples: at 7 Hz that header claims 38 minutes of audio.
+  const path = join(tmp, 'seven-hz.wav');
+  const noise = Buffer.alloc(32000);
+  for (let i = 0; i < noise.length; i++) noise[i] = (i * 97) & 0xff;
+  writeFileSync(path, Buffer.concat([wavHeader(7, 1, noise.length), noise]));
+  for (const decoder of [undefined, 'wav', 'embedded', ...(ffmpeg ? ['ffmpeg' as const] : [])] as const) {
+    const started = performance.now();
+    const e = await expectVerdict(decodeAudio(path, { decoder }), 'unsupported', /sample rate of 7 Hz is below the 4000 Hz minimum/);
+    assert.equal(e.details.sampleRate, 7);
+    assert.ok(e.message.includes(path), 'names the file');
+    assert.ok(performance.now() - started < 10_000, `${decoder ?? 'auto'}: refused after ${performance.now() - started} ms`);
+  }
+  // The floor itself is accepted.
+  const floor = join(tmp, 'four-khz.wav');
+  writeFileSync(floor, Buffer.concat([wavHeader(MIN_SOURCE_SAMPLE_RATE, 1, 8000), noise.subarray(0, 8000)]));
+  const r = await decodeAudio(floor, { decoder: 'wav' });
+  assert.deepEqual([r.sourceSampleRate, r.duration], [4000, 1]);
+});
+
+test('a FLAC at 3 kHz is refused by ffmpeg and the embedded decoder', { skip: ffmpeg ? false : NO_FFMPEG }, async () => {
+  const low = encode('low-rate.flac', ['-t', '2', '-c:a', 'flac'], ['-f', 'lavfi', '-i', 'sine=f=300:r=3000']);
+  assert.ok(low.path, low.skip);
+  for (const decoder of [undefined, 'ffmpeg', 'embedded'] as const) {
+    await expectVerdict(decodeAudio(low.path, { decoder }), 'unsupported', /sample rate of 3000 Hz is below the 4000 Hz minimum/);
+  }
+});
+
+test('maxSeconds: a WAV is refused from its header, before a sample is read', async () => {
+  const path = join(tmp, 'twenty-seconds.wav');
+  const pcm = Buffer.alloc(20 * 16000 * 2);
+  writeFileSync(path, Buffer.concat([wavHeader(16000, 1, pcm.length), pcm]));
+  for (const decoder of [undefined, 'wav'] as const) {
+    const e = await expectVerdict(decodeAudio(path, { decoder, maxSeconds: 10 }), 'too_long', /lasts 20\.0 s, longer than the limit of 10 s set by MAX_AUDIO_SECONDS/);
+    assert.equal(e.details.limitSeconds, 10);
+    assert.ok(e.message.includes(path), 'names the file');
+  }
+  // Exactly at the limit is fine.
+  assert.equal((await decodeAudio(path, { maxSeconds: 20 })).duration, 20);
+
+  // A streamed header ("to the end of the file") over 9 hours of (sparse) zeros: the length
+  // comes from the file size, so the refusal takes no decoding at all.
+  const huge = join(tmp, 'nine-hours.wav');
+  writeFileSync(huge, wavHeader(16000, 1, 0xffffffff));
+  truncateSync(huge, 44 + 9 * 3600 * 16000 * 2);
+  for (const decoder of [undefined, 'wav'] as const) {
+    const started = performance.now();
+    await expectVerdict(decodeAudio(huge, { decoder, maxSeconds: 14400 }), 'too_long', /lasts 32400\.0 s, longer than the limit of 14400 s \(4 h\)/);
+    assert.ok(performance.now() - started < 2000, `refused after ${performance.now() - started} ms`);
+  }
+});
+
+test('maxSeconds: ffmpeg and the embedded decoder stop at the limit on a long silent FLAC', { skip: ffmpeg ? false : NO_FFMPEG }, async () => {
+  // A minute of silence: 14 kB of FLAC (an hour is 640 kB).
+  const silence = encode('silence-60s.flac', ['-t', '60', '-c:a', 'flac'], ['-f', 'lavfi', '-i', 'anullsrc=r=16000:cl=mono']);
+  assert.ok(silence.path, silence.skip);
+  assert.ok(statSync(silence.path).size < 32 * 1024);
+  for (const decoder of [undefined, 'ffmpeg', 'embedded'] as const) {
+    const e = await expectVerdict(
+      decodeAudio(silence.path, { decoder, maxSeconds: 15 }),
+      'too_long',
+      /the audio is longer than the limit of 15 s set by MAX_AUDIO_SECONDS; decoding stopped at 15 s/,
+    );
+    assert.ok(e.message.includes(silence.path), 'names the file');
+  }
+  for (const decoder of ['ffmpeg', 'embedded'] as const) {
+    const r = await decodeAudio(silence.path, { decoder, maxSeconds: 60 });
+    assert.equal(r.duration, 60, `${decoder}: exactly at the limit is fine`);
+  }
+
+  // The embedded decoder hands on nothing past the limit: the block that passes it is dropped.
+  let frames = 0;
+  const pending = decodeEmbedded(silence.path, { timeoutMs: 60_000, maxSeconds: 15, minSampleRate: MIN_SOURCE_SAMPLE_RATE, onBlock: (mono) => void (frames += mono.length) });
+  await expectVerdict(pending, 'too_long', /decoding stopped at 15 s/);
+  assert.ok(frames <= 15 * 16000, `${frames} frames handed on`);
+});
+
+test('maxSeconds and timeoutMs must be positive numbers', async () => {
+  for (const bad of [0, -5, NaN, Infinity, '60' as unknown as number]) {
+    await assert.rejects(decodeAudio(JFK, { maxSeconds: bad }), (e: unknown) => e instanceof RangeError && /maxSeconds must be a positive number of seconds/.test(e.message));
+  }
+  await assert.rejects(decodeAudio(JFK, { timeoutMs: 0 }), /timeoutMs must be a positive number/);
+  assert.equal((await decodeAudio(JFK, { maxSeconds: 11 })).duration, 11);
+});
+
+test('maxSeconds: an MP4-family file is refused from its index, before anything is decoded', { skip: ffmpeg ? false : NO_FFMPEG }, async () => {
+  // The index (moov) after the audio, as encoders write it by default, and before it (faststart).
+  const tail = encode('silence-60s.m4a', ['-t', '60', '-c:a', 'aac', '-b:a', '16k'], ['-f', 'lavfi', '-i', 'anullsrc=r=8000:cl=mono']);
+  const front = encode('silence-60s-faststart.m4a', ['-t', '60', '-c:a', 'aac', '-b:a', '16k', '-movflags', '+faststart'], ['-f', 'lavfi', '-i', 'anullsrc=r=8000:cl=mono']);
+  for (const file of [tail, front]) {
+    assert.ok(file.path, file.skip);
+    const seconds = await mp4AudioSeconds(file.path);
+    assert.ok(seconds !== undefined && Math.abs(seconds - 60) < 0.2, `${file.path}: ${seconds} s`);
+    for (const decoder of [undefined, 'ffmpeg', 'embedded'] as const) {
+      await expectVerdict(decodeAudio(file.path, { decoder, maxSeconds: 15 }), 'too_long', /the audio lasts 60\.\d s, longer than the limit of 15 s set by MAX_AUDIO_SECONDS; it was not decoded/);
+    }
+  }
+  assert.equal((await decodeAudio(tail.path!, { decoder: 'embedded', maxSeconds: 61 })).sourceSampleRate, 8000, 'within the limit it decodes');
+  // Bytes that are not an index say nothing.
+  assert.equal(audioSecondsFromMoov(new Uint8Array([0, 0, 0, 9, 0x74, 0x72, 0x61, 0x6b, 0])), undefined);
+  assert.equal(await mp4AudioSeconds(JFK), undefined);
 });

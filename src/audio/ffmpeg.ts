@@ -14,11 +14,14 @@
  *   windowed-sinc at a long filter; both resample each channel, which commutes with the mean;
  * - written to stdout as a float32 WAV, whose header carries the channel count (the WAV reader
  *   takes the data to end of stream since ffmpeg cannot fill in sizes on a pipe);
- * - killed (SIGKILL) on timeout or abort; nothing is written to disk.
+ * - killed (SIGKILL) on timeout or abort; nothing is written to disk;
+ * - with a length limit, killed as soon as its output passes it, and told to stop writing a
+ *   second after it (`-t`) in case the kill comes late; a source rate below the floor, read
+ *   from its stream listing, kills it before much is decoded.
  */
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { AudioDecodeError } from './errors.ts';
+import { audioTooLongError, AudioDecodeError, checkSourceRate } from './errors.ts';
 import { MonoResampler, TARGET_SAMPLE_RATE } from './normalize.ts';
 import { WavStreamReader } from './wav.ts';
 import { readSetting } from '../settings/settings.ts';
@@ -124,11 +127,16 @@ function classifyFailure(file: string, stderr: string, exitCode: number | null):
  * Decodes `file` with ffmpeg to 16 kHz mono float32 (peak handling applied). Rejects with
  * AudioDecodeError on decoder failure, timeout, or when nothing could be decoded.
  */
-export function decodeWithFfmpeg(
-  file: string,
-  info: FfmpegInfo,
-  opts: { timeoutMs: number; signal?: AbortSignal },
-): Promise<FfmpegDecodeResult> {
+export interface FfmpegDecodeOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Stop with AudioDecodeError('too_long') once the output passes this many seconds. */
+  maxSeconds?: number;
+  /** Sources below this rate are refused (AudioDecodeError 'unsupported', conclusive). */
+  minSampleRate?: number;
+}
+
+export function decodeWithFfmpeg(file: string, info: FfmpegInfo, opts: FfmpegDecodeOptions): Promise<FfmpegDecodeResult> {
   const resampler = info.soxr
     ? `aresample=${TARGET_SAMPLE_RATE}:resampler=soxr:precision=20`
     : `aresample=${TARGET_SAMPLE_RATE}:filter_size=64:phase_shift=10:cutoff=0.91`;
@@ -138,8 +146,10 @@ export function decodeWithFfmpeg(
     '-map', '0:a:0', '-vn', '-sn', '-dn',
     '-af', resampler,
     '-c:a', 'pcm_f32le', '-f', 'wav', '-fflags', '+bitexact', '-map_metadata', '-1',
+    ...(opts.maxSeconds !== undefined ? ['-t', String(opts.maxSeconds + 1)] : []),
     'pipe:1',
   ];
+  const maxFrames = opts.maxSeconds !== undefined ? opts.maxSeconds * TARGET_SAMPLE_RATE : Infinity;
   return new Promise<FfmpegDecodeResult>((done, fail) => {
     opts.signal?.throwIfAborted();
     const child = spawn(info.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -160,8 +170,20 @@ export function decodeWithFfmpeg(
     const onAbort = (): void => stop(opts.signal!.reason instanceof Error ? opts.signal!.reason : new Error('aborted'));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
+    let rateChecked = opts.minSampleRate === undefined;
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (s: string) => stderr.push(s));
+    child.stderr.on('data', (s: string) => {
+      stderr.push(s);
+      if (rateChecked || failure) return;
+      const rate = parseSourceSampleRate(stderr.text);
+      if (rate === undefined) return;
+      rateChecked = true;
+      try {
+        checkSourceRate(file, rate, opts.minSampleRate!);
+      } catch (err) {
+        stop(err as Error);
+      }
+    });
     child.stdout.on('data', (chunk: Buffer) => {
       if (failure) return;
       try {
@@ -171,6 +193,7 @@ export function decodeWithFfmpeg(
           sink = new MonoResampler(reader.header.sampleRate, reader.header.channels);
         }
         if (samples.length) sink!.pushInterleaved(samples);
+        if (sink && sink.sourceFrames > maxFrames) throw audioTooLongError(file, opts.maxSeconds!);
       } catch (err) {
         stop(err instanceof AudioDecodeError ? err : new AudioDecodeError('undecodable', file, `unexpected ffmpeg output: ${(err as Error).message}`));
       }

@@ -3,7 +3,17 @@
  * (segment.ts) and speech regions from voice activity probabilities (speech-regions.ts),
  * Whisper-style log-mel features (features.ts).
  */
-export { AudioDecodeError, decodeAudio, TARGET_SAMPLE_RATE, type AudioDecodeErrorCode, type AudioDecoderName, type DecodedAudio, type DecodeOptions } from './decode.ts';
+export {
+  AudioDecodeError,
+  decodeAudio,
+  MIN_SOURCE_SAMPLE_RATE,
+  TARGET_SAMPLE_RATE,
+  type AudioDecodeErrorCode,
+  type AudioDecodeErrorDetails,
+  type AudioDecoderName,
+  type DecodedAudio,
+  type DecodeOptions,
+} from './decode.ts';
 export { featureFrameCount, FeatureConfigError, loadFeatureConfig, logMelSpectrogram, parseFeatureConfig, type FeatureConfig } from './features.ts';
 export { findFfmpeg, type FfmpegInfo } from './ffmpeg.ts';
 export { mixToMono, normalizePeak, MonoResampler } from './normalize.ts';

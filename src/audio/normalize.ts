@@ -12,6 +12,15 @@ import { Resampler } from './resample.ts';
 export const TARGET_SAMPLE_RATE = 16000;
 
 /**
+ * The lowest source rate any decoder accepts. Real recordings are sampled at 8 kHz (telephony)
+ * or more, and a few old formats go down to 5.5 kHz; below 4 kHz the band that carries speech
+ * (up to ~3.4 kHz) is gone. The floor also bounds how much a file can grow: at 4 kHz each
+ * source frame becomes at most 4 output samples, whereas a WAV header claiming 7 Hz turns
+ * every frame into 2286 samples (32 kB into 38 minutes of audio) and the resampler's work with it.
+ */
+export const MIN_SOURCE_SAMPLE_RATE = 4000;
+
+/**
  * Divides by the peak when it exceeds 1, then clips to [−1, 1] (in place; returns the input).
  * Quieter audio is left untouched: the official code does no loudness normalisation.
  * NaN samples (a corrupt float WAV) become 0 so they cannot poison the features.

@@ -169,6 +169,18 @@ export function convertSamples(bytes: Uint8Array, fmt: WavFormat): Float32Array 
 export interface WavHeader extends WavFormat {
   /** Data bytes when known (declared and plausible); undefined = read to the end. */
   dataBytes?: number;
+  /** Where the sample data starts in the stream (bytes). */
+  dataOffset: number;
+}
+
+/**
+ * Frames the data chunk holds: its declared size, else what the stream has after the header
+ * (`totalBytes`, when known); undefined when neither is known (a pipe).
+ */
+export function wavFrameCount(header: WavHeader, totalBytes?: number): number | undefined {
+  const frameBytes = header.bytesPerSample * header.channels;
+  const bytes = header.dataBytes ?? (totalBytes !== undefined ? Math.max(0, totalBytes - header.dataOffset) : undefined);
+  return bytes === undefined ? undefined : Math.floor(bytes / frameBytes);
 }
 
 /**
@@ -269,7 +281,7 @@ export class WavStreamReader {
         if (size === 0xffffffff && this.rf64DataBytes !== undefined) dataBytes = this.rf64DataBytes;
         if (dataBytes === 0 || dataBytes === 0xffffffff) dataBytes = undefined;
         if (dataBytes !== undefined && this.totalBytes !== undefined && start + dataBytes > this.totalBytes) dataBytes = undefined;
-        this.header = { ...this.fmt, dataBytes };
+        this.header = { ...this.fmt, dataBytes, dataOffset: start };
         this.frameBytes = this.fmt.bytesPerSample * this.fmt.channels;
         this.dataLeft = dataBytes ?? Infinity;
         at += 8;
@@ -330,17 +342,18 @@ export function decodeWav(bytes: Uint8Array, name = 'WAV data'): WavData {
     for (let f = 0; f < frames; f++) ch[f] = interleaved[f * channels + c];
     channelData.push(ch);
   }
-  const { dataBytes: _ignored, ...format } = fmt;
+  const { dataBytes: _bytes, dataOffset: _offset, ...format } = fmt;
   return { format, channelData };
 }
 
 /**
  * Streams a WAV file from disk in blocks: `onSamples` receives interleaved float32 frames
- * (after `onHeader` has been called with the format). Async reads keep the event loop free.
+ * (after `onHeader` has been called with the format and the file's size; it may throw to stop
+ * before any sample is read). Async reads keep the event loop free.
  */
 export async function readWavFile(
   path: string,
-  handlers: { onHeader: (fmt: WavHeader) => void; onSamples: (interleaved: Float32Array) => void },
+  handlers: { onHeader: (fmt: WavHeader, fileBytes: number) => void; onSamples: (interleaved: Float32Array) => void },
   blockBytes = 256 * 1024,
 ): Promise<WavHeader> {
   let fh;
@@ -362,7 +375,7 @@ export async function readWavFile(
       const samples = reader.push(buf.slice(0, bytesRead));
       if (reader.header && !announced) {
         announced = true;
-        handlers.onHeader(reader.header);
+        handlers.onHeader(reader.header, size);
       }
       if (samples.length) handlers.onSamples(samples);
       if (reader.finished) break; // chunks after the audio data (LIST, id3, ...) are not needed

@@ -112,6 +112,53 @@ test('with word timestamps, cue times are the words\' times and the text keeps i
   assert.equal(w, words.length);
 });
 
+test('with word timestamps no cue lasts longer than 7 s, not even a word stretched over a pause', () => {
+  // A 60 s segment whose words come at a steady pace, except one that the aligner stretched
+  // over a 15 s pause, and a last one that runs to the segment's end.
+  const units = splitWordUnits(LONG_TEXT, 'English');
+  let t = 0;
+  const words: WordTimestamp[] = units.map((text, i) => {
+    const length = i === 20 ? 15 : i === units.length - 1 ? 9 : 0.2;
+    const word = { text, start: t, end: t + length };
+    t += length + 0.05;
+    return word;
+  });
+  const segments = [{ start: 0, end: Math.ceil(t), text: LONG_TEXT, words }];
+  const cues = buildCues(segments);
+  assertWellFormed(cues, segments);
+  for (const cue of cues) assert.ok(cue.end - cue.start <= 7 + 1e-9, `cue of ${(cue.end - cue.start).toFixed(2)} s: ${cue.lines.join(' ')}`);
+  assert.equal(cues.map((c) => c.lines.join(' ')).join(' '), collapse(LONG_TEXT), 'nothing lost');
+  // The stretched word's cue starts with it and shows for 7 s.
+  const stretched = cues.find((c) => c.start === words[20].start || (c.start < words[20].start && c.end > words[20].start))!;
+  assert.ok(stretched.end - words[20].start <= 7 + 1e-9);
+
+  const [single] = buildCues([{ start: 0, end: 20, text: 'Well.', words: [{ text: 'Well', start: 1, end: 19.5 }] }]);
+  assert.deepEqual([single.start, single.end, single.lines], [1, 8, ['Well.']]);
+});
+
+test('without word timestamps a cue stays within 7 s unless it holds a single word of a long, sparse segment', () => {
+  const segments: SubtitleSegment[] = [
+    { start: 0, end: 31.4, text: 'Hello there.' },
+    { start: 31.4, end: 40, text: 'Yes.' },
+    { start: 40, end: 100, text: LONG_TEXT },
+  ];
+  const cues = buildCues(segments);
+  assertWellFormed(cues, segments);
+  // Nothing says where in its 31.4 s "Hello there." was said: each word keeps its estimated share.
+  assert.deepEqual(
+    cues.slice(0, 3).map((c) => [c.start, c.end, c.lines.join(' ')]),
+    [
+      [0, 15.7, 'Hello'],
+      [15.7, 31.4, 'there.'],
+      [31.4, 40, 'Yes.'],
+    ],
+  );
+  for (const cue of cues) {
+    const words = cue.lines.join(' ').split(' ').length;
+    assert.ok(cue.end - cue.start <= 7 + 1e-9 || words === 1, `a ${(cue.end - cue.start).toFixed(2)} s cue of ${words} words`);
+  }
+});
+
 test('words that do not match the text: the cue text is rebuilt from the words', () => {
   const words: WordTimestamp[] = [
     { text: 'hello', start: 1, end: 1.4 },

@@ -16,14 +16,18 @@
  *
  * Cue times:
  * - With word timestamps (the forced aligner's units): each cue runs from the start of its first
- *   word to the end of its last. Aligner units have punctuation removed, so the units are mapped
+ *   word to the end of its last, and never longer than `maxCueSeconds`: a single word that lasts
+ *   longer (the aligner can stretch a word over a pause) shows for that long from its start. Aligner units have punctuation removed, so the units are mapped
  *   back onto the segment text character by character (the units are exactly the text's letters,
  *   digits and apostrophes, in order); the cue text keeps the segment's punctuation and spacing.
  *   If the units do not match the text (they came from another text), the cue text is rebuilt
  *   from the units themselves, without punctuation.
  * - Without word timestamps: each piece gets a share of the segment's real [start, end]
  *   proportional to its length (letters and digits, in columns). This is an estimate inside the
- *   segment: the segment boundaries are real, the cut points in between are not.
+ *   segment: the segment boundaries are real, the cut points in between are not. A cue of
+ *   several words stays within `maxCueSeconds`, but a cue of a single word keeps its whole share:
+ *   a long segment with little text (silence around a short reply) gives long cues, since there
+ *   is nothing to tell where in the segment the words were spoken.
  * Cue times always stay inside their segment, never go backwards, and a very short cue is
  * stretched to `minCueSeconds` when the gap before the next cue allows it.
  */
@@ -43,7 +47,10 @@ export interface CueOptions {
   maxLineWidth?: number;
   /** Maximum lines per cue. Default 2. */
   maxLines?: number;
-  /** Maximum cue duration in seconds; only a single word that lasts longer exceeds it. Default 7. */
+  /**
+   * Maximum cue duration in seconds. Default 7. With word times no cue exceeds it; without, a
+   * single word's estimated share of its segment may (see the file comment).
+   */
   maxCueSeconds?: number;
   /** Cues shorter than this are extended into the following silence, if there is any. Default 1. */
   minCueSeconds?: number;
@@ -534,9 +541,13 @@ function segmentCues(segment: SubtitleSegment, opts: Readonly<Required<CueOption
     atom.end = Math.min(Math.max(atom.end, atom.start), segment.end);
   }
   const cutter = new CueCutter(atoms, opts);
+  const timed = owner !== undefined;
   return cutter.cut(0, atoms.length).map(({ from, to }) => {
     let end = atoms[from].start;
     for (let k = from; k < to; k++) end = Math.max(end, atoms[k].end);
+    // Only a single atom can outlast the limit (the cutter splits anything longer); with real
+    // word times it shows for the limit from its start.
+    if (timed) end = Math.min(end, atoms[from].start + opts.maxCueSeconds);
     return { start: atoms[from].start, end, lines: cutter.layout(from, to), segmentEnd: segment.end };
   });
 }

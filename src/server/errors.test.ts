@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { AudioDecodeError } from '../audio/errors.ts';
 import { PipelineError } from '../pipeline/types.ts';
 import { describeValidation, detailErrorBody, fastApiIssue, fromPipelineError, HttpError, openAiErrorBody, toHttpError } from './errors.ts';
+import { audioTooLongError } from '../audio/errors.ts';
 
 test('pipeline errors map to the documented statuses', () => {
   const status = (code: ConstructorParameters<typeof PipelineError>[0]) => fromPipelineError(new PipelineError(code, 'm'))!.statusCode;
@@ -66,4 +67,45 @@ test('validation errors become sentences naming the field', () => {
 
   const range = issue({ instancePath: '/temperature', keyword: 'maximum', params: { limit: 1 }, message: 'must be <= 1' });
   assert.equal(range.message, "Invalid value for 'temperature': 3 must be <= 1.");
+});
+
+test('limits, timeouts and shutdown map to 413, 408, 503 + Retry-After and 400, in both envelopes', () => {
+  const map = (code: ConstructorParameters<typeof PipelineError>[0], message = 'm') => fromPipelineError(new PipelineError(code, message))!;
+
+  const long = map('audio_too_long', "'talk.flac': the audio is longer than the limit of 14400 s (4 h) set by MAX_AUDIO_SECONDS");
+  assert.equal(long.statusCode, 413);
+  assert.deepEqual(openAiErrorBody(long), {
+    error: { message: "'talk.flac': the audio is longer than the limit of 14400 s (4 h) set by MAX_AUDIO_SECONDS", type: 'invalid_request_error', param: 'file', code: 'audio_too_long' },
+  });
+  assert.deepEqual(detailErrorBody(long), { detail: "'talk.flac': the audio is longer than the limit of 14400 s (4 h) set by MAX_AUDIO_SECONDS" });
+  assert.match(map('audio_too_long', '').message, /longer than this server accepts \(MAX_AUDIO_SECONDS\)/);
+
+  const slow = map('decode_timeout', '');
+  assert.equal(slow.statusCode, 408);
+  assert.equal(slow.code, 'decode_timeout');
+  assert.equal(slow.headers['x-should-retry'], 'false', 'the SDKs would retry a 408 otherwise');
+  assert.match(detailErrorBody(slow).detail as string, /DECODE_TIMEOUT_SECONDS/);
+
+  for (const code of ['job_timeout', 'shutting_down'] as const) {
+    const busy = map(code);
+    assert.equal(busy.statusCode, 503, code);
+    assert.equal(busy.headers['retry-after'], '5', code);
+    assert.equal(busy.code, code);
+    assert.equal(openAiErrorBody(busy).error.type, 'server_error');
+    assert.deepEqual(detailErrorBody(busy), { detail: 'm' });
+  }
+  assert.match(map('shutting_down', '').message, /shutting down/);
+
+  const bad = map('bad_request', 'language must be a string');
+  assert.equal(bad.statusCode, 400);
+  assert.deepEqual(openAiErrorBody(bad).error, { message: 'language must be a string', type: 'invalid_request_error', param: null, code: 'invalid_value' });
+});
+
+test('a too-long decode is 413, also when re-created from a worker message', () => {
+  const direct = fromPipelineError(audioTooLongError('a.flac', 600))!;
+  assert.equal(direct.statusCode, 413);
+  assert.equal(direct.code, 'audio_too_long');
+  assert.match(direct.message, /a\.flac: the audio is longer than the limit of 600 s \(10 min\) set by MAX_AUDIO_SECONDS/);
+  const crossed = Object.assign(new Error('x.wav: the audio lasts 9.0 s, longer than the limit of 5 s'), { name: 'AudioDecodeError', code: 'too_long' });
+  assert.equal(fromPipelineError(crossed)!.statusCode, 413);
 });

@@ -180,6 +180,15 @@ export const UNDECODABLE_MESSAGE = 'The audio file could not be decoded or its f
 export const RETRY_AFTER_SECONDS = 5;
 
 /**
+ * The official OpenAI SDKs retry 408, 409, 429 and 5xx unless the answer says otherwise; this
+ * header tells them that the same request would fail the same way (a decode that timed out,
+ * an endpoint that does not exist here).
+ */
+export const NO_RETRY = Object.freeze({ 'x-should-retry': 'false' });
+
+const TOO_LONG_MESSAGE = 'The audio is longer than this server accepts (MAX_AUDIO_SECONDS).';
+
+/**
  * Maps errors thrown by the transcriber (PipelineError, AudioDecodeError) to HTTP.
  * Returns undefined for anything else (a genuine server fault).
  */
@@ -188,6 +197,7 @@ export function fromPipelineError(err: unknown): HttpError | undefined {
   if (decode !== undefined) {
     const detail = (err as Error).message;
     if (decode === 'empty') return new HttpError(400, `The audio file is empty. ${detail}`.trim(), { param: 'file', code: 'empty_file' });
+    if (decode === 'too_long') return new HttpError(413, `${TOO_LONG_MESSAGE} ${detail}`.trim(), { param: 'file', code: 'audio_too_long' });
     return new HttpError(400, `${UNDECODABLE_MESSAGE} ${detail}`.trim(), { param: 'file', code: 'invalid_value' });
   }
   if (!(err instanceof PipelineError) && !(err instanceof Error && err.name === 'PipelineError')) return undefined;
@@ -200,6 +210,27 @@ export function fromPipelineError(err: unknown): HttpError | undefined {
       return new HttpError(400, message, { param: 'file', code: 'audio_too_short' });
     case 'audio_undecodable':
       return new HttpError(400, `${UNDECODABLE_MESSAGE} ${message}`.trim(), { param: 'file', code: 'invalid_value' });
+    case 'audio_too_long':
+      return new HttpError(413, message || TOO_LONG_MESSAGE, { param: 'file', code: 'audio_too_long' });
+    case 'decode_timeout':
+      // The same file would time out again: the SDKs are told not to retry.
+      return new HttpError(408, message || 'Decoding the audio took too long (DECODE_TIMEOUT_SECONDS); the file was not transcribed.', {
+        param: 'file',
+        code: 'decode_timeout',
+        headers: { ...NO_RETRY },
+      });
+    case 'bad_request':
+      return new HttpError(400, message || 'Bad request', { code: 'invalid_value' });
+    case 'job_timeout':
+      return new HttpError(503, message || 'The transcription took too long (JOB_TIMEOUT_SECONDS) and was stopped. Retry later.', {
+        code: 'job_timeout',
+        headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
+      });
+    case 'shutting_down':
+      return new HttpError(503, message || 'The server is shutting down. Retry in a moment.', {
+        code: 'shutting_down',
+        headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
+      });
     case 'aligner_unavailable':
     case 'aligner_language_unsupported':
       return new HttpError(400, message, { param: 'timestamp_granularities', code: 'unsupported_value' });

@@ -10,7 +10,7 @@ import { audioTokenCount } from '../checkpoint/config.ts';
 import { argmax, prefillPrompts } from '../thinker/generate.ts';
 import { buildAlignerPrompt } from '../text/prompt.ts';
 import { embedPrompt } from '../thinker/prompt-embedding.ts';
-import { classesToItems } from './timestamps.ts';
+import { clampItems, classesToItems } from './timestamps.ts';
 import { splitWordUnits } from './word-units.ts';
 import type { WordTimestamp } from '../types.ts';
 
@@ -23,6 +23,7 @@ export interface AlignRequest {
 }
 
 export interface AlignResult {
+  /** Word times in seconds from the start of the request's audio, none past its end (timestamps.ts clampItems). */
   items: WordTimestamp[];
   units: string[];
   rawClasses: number[];
@@ -103,10 +104,10 @@ export class ForcedAligner extends ThinkerModel {
         },
       },
     );
-    return requests.map((_, i) => ({
+    return requests.map((r, i) => ({
       units: units[i],
       rawClasses: classes[i],
-      items: classesToItems(units[i], classes[i], this.config.timestampSegmentTime!),
+      items: clampItems(classesToItems(units[i], classes[i], this.config.timestampSegmentTime!), r.samples.length / this.features.sampleRate),
     }));
   }
 }

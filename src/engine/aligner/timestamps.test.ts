@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  clampItems,
   classesToItems,
   classesToMs,
   longestNonDecreasingChain,
@@ -148,6 +149,32 @@ test('the transcribe path case: items offset by its (zero) segment offset equal 
   };
   const items = offsetItems(classesToItems(c.word_list, c.raw_classes, SEGMENT_TIME_MS), 0);
   assertSameItems(items, fromGolden(c.transcription.time_stamps), c.case);
+});
+
+test('clampItems: no time past the audio, floored to whole ms; offsetItems clamps to the segment end', () => {
+  const items = [
+    { text: 'a', start: 0.5, end: 1.2 },
+    { text: 'b', start: 2.96, end: 341.84 },
+    { text: 'c', start: 355.2, end: 396.08 },
+  ];
+  assert.deepEqual(clampItems(items, 3.0004375), [
+    { text: 'a', start: 0.5, end: 1.2 },
+    { text: 'b', start: 2.96, end: 3 },
+    { text: 'c', start: 3, end: 3 },
+  ]);
+  assert.deepEqual(clampItems(items, 2.999), [
+    { text: 'a', start: 0.5, end: 1.2 },
+    { text: 'b', start: 2.96, end: 2.999 },
+    { text: 'c', start: 2.999, end: 2.999 },
+  ]);
+  // Offset by a segment starting at 10.0000625 s that ends at 12.5 s in the recording.
+  assert.deepEqual(offsetItems(items, 10.0000625, 12.5), [
+    { text: 'a', start: 10.5, end: 11.2 },
+    { text: 'b', start: 12.5, end: 12.5 },
+    { text: 'c', start: 12.5, end: 12.5 },
+  ]);
+  assert.deepEqual(offsetItems(items, 1), offsetItems(items, 1, 1e9), 'a far end changes nothing');
+  assert.throws(() => clampItems(items, NaN), /audio duration must be a non-negative number/);
 });
 
 test('bad inputs name the problem', () => {

@@ -147,12 +147,33 @@ export function classesToItems(units: readonly string[], classes: ArrayLike<numb
   return msToItems(units, classesToMs(classes, segmentTimeMs));
 }
 
-/** Shifts items by a segment's offset in seconds: round(t + offset, 3), as the official transcribe does. */
-export function offsetItems(items: readonly WordTimestamp[], offsetSeconds: number): WordTimestamp[] {
+/** Seconds floored to whole milliseconds: the latest item time that does not pass them. */
+function floorMs(seconds: number): number {
+  return Math.floor(seconds * 1000 + 1e-9) / 1000;
+}
+
+/**
+ * Items clamped to the audio they were aligned on: no time past `seconds` (floored to whole
+ * ms, the times' own grid). The timestamp classes reach 400 s whatever the audio's length, so
+ * the aligner can place a word after the end of the file (the random-weight goldens put every
+ * word there); the official code reports such times as they are, here they stop at the end.
+ */
+export function clampItems(items: readonly WordTimestamp[], seconds: number): WordTimestamp[] {
+  if (!(Number.isFinite(seconds) && seconds >= 0)) throw new RangeError(`audio duration must be a non-negative number of seconds, got ${seconds}`);
+  const last = floorMs(seconds);
+  return items.map((item) => ({ ...item, start: Math.min(item.start, last), end: Math.min(item.end, last) }));
+}
+
+/**
+ * Shifts items by a segment's offset in seconds: round(t + offset, 3), as the official transcribe
+ * does; with `endSeconds` (where the segment ends in the recording), no time passes it.
+ */
+export function offsetItems(items: readonly WordTimestamp[], offsetSeconds: number, endSeconds?: number): WordTimestamp[] {
   if (!Number.isFinite(offsetSeconds)) throw new RangeError(`segment offset must be a finite number of seconds, got ${offsetSeconds}`);
-  return items.map((item) => ({
+  const shifted = items.map((item) => ({
     ...item,
     start: pythonRound(item.start + offsetSeconds, 3),
     end: pythonRound(item.end + offsetSeconds, 3),
   }));
+  return endSeconds === undefined ? shifted : clampItems(shifted, endSeconds);
 }

@@ -7,7 +7,9 @@
  * - `temperature` is checked (0–1) and ignored: decoding is greedy.
  * - `stream=true` works with json and text (server-sent events: text as it is decoded, in
  *   order); with srt, vtt or verbose_json it is refused (decision §5.7.3).
- * - word timestamps (verbose_json + `timestamp_granularities[]=word`) need the forced aligner.
+ * - word timestamps (verbose_json + `timestamp_granularities[]=word`) need the forced aligner;
+ *   srt and vtt use it whenever one is configured and covers the language: cues then follow
+ *   the words' times, else each segment's time is shared out by text length.
  * - `chunking_strategy` and `include[]` are validated and accepted; segmentation is the
  *   server's own and no log-probabilities are returned.
  */
@@ -15,9 +17,9 @@ import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { modelOwner, publicModelId } from '../../pipeline/engine-info.ts';
 import { QWEN_LANGUAGES, resolveLanguage } from '../../pipeline/languages.ts';
-import type { TranscribeOptions, Transcriber } from '../../pipeline/types.ts';
+import { PipelineError, type TranscribeOptions, type Transcriber, type TranscriptionResult } from '../../pipeline/types.ts';
 import type { ServerConfig } from '../config.ts';
-import { errorHandler, HttpError, openAiErrorBody, sendHttpError, toHttpError, type ValidationIssue } from '../errors.ts';
+import { errorHandler, HttpError, NO_RETRY, openAiErrorBody, sendHttpError, toHttpError, type ValidationIssue } from '../errors.ts';
 import { bearerAuth, requireTranscriber } from '../hooks.ts';
 import { transcribeUpload } from '../jobs.ts';
 import {
@@ -169,7 +171,7 @@ const transcriptionSchema = {
         'text/event-stream': { schema: { ...plainText, description: 'stream=true: `event:` + `data:` lines per event.' } },
       },
     },
-    ...errorResponses('openai', [400, 401, 413, 500, 503]),
+    ...errorResponses('openai', [400, 401, 408, 413, 500, 503]),
   },
 };
 
@@ -271,8 +273,10 @@ export default async function openAiRoutes(app: FastifyInstance, opts: OpenAiRou
       },
     },
     async () => {
+      // Without x-should-retry: false the SDKs send the same request again (twice by default).
       throw new HttpError(501, 'Translation is not supported: Qwen3-ASR transcribes speech in its own language. Use /v1/audio/transcriptions.', {
         code: 'unsupported',
+        headers: { ...NO_RETRY },
       });
     },
   );
@@ -296,15 +300,19 @@ export default async function openAiRoutes(app: FastifyInstance, opts: OpenAiRou
       const granularities = body.timestamp_granularities ?? [];
       const words = format === 'verbose_json' && granularities.includes('word');
       if (words) checkAligner(transcriber, language.name);
+      // Subtitles take word times when they can, and do without them when they cannot.
+      const subtitleWords = (format === 'srt' || format === 'vtt') && alignerCovers(transcriber, language.name);
 
       const options: Omit<TranscribeOptions, 'signal'> = {
         language: language.name || undefined,
         context: body.prompt,
-        timestamps: words,
+        timestamps: words || subtitleWords,
       };
       if (body.stream) return streamTranscription(request, reply, transcriber, body.file, options);
 
-      const result = await transcribeUpload(request, reply, transcriber, body.file, options);
+      const result = subtitleWords
+        ? await transcribeForSubtitles(request, reply, transcriber, body.file, options)
+        : await transcribeUpload(request, reply, transcriber, body.file, options);
       switch (format) {
         case 'json':
           return openAiJson(result);
@@ -319,6 +327,33 @@ export default async function openAiRoutes(app: FastifyInstance, opts: OpenAiRou
       }
     },
   );
+}
+
+/** A forced aligner is configured and supports the requested language (any, when none is forced). */
+function alignerCovers(transcriber: Transcriber, language: string): boolean {
+  if (!transcriber.alignerLanguages) return false;
+  return !language || resolveLanguage(language, transcriber.alignerLanguages).ok;
+}
+
+/**
+ * Subtitles with word times. When the detected language turns out to be one the aligner does
+ * not support, the pipeline stops at the first aligned batch; the file is then transcribed
+ * again without word times, so the client still gets its subtitles (cues timed by text length).
+ */
+async function transcribeForSubtitles(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  transcriber: Transcriber,
+  file: UploadedFile,
+  options: Omit<TranscribeOptions, 'signal'>,
+): Promise<TranscriptionResult> {
+  try {
+    return await transcribeUpload(request, reply, transcriber, file, options);
+  } catch (err) {
+    if (!(err instanceof PipelineError && err.code === 'aligner_language_unsupported')) throw err;
+    request.log.info({ reason: err.message }, 'subtitles without word times');
+    return transcribeUpload(request, reply, transcriber, file, { ...options, timestamps: false });
+  }
 }
 
 function checkAligner(transcriber: Transcriber, language: string): void {
