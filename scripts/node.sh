@@ -24,4 +24,7 @@ case ":${GLIBC_TUNABLES-}:" in
     export GLIBC_TUNABLES
     ;;
 esac
+# exec: node takes this shell's place, so a signal sent to the process that was started (by npm,
+# whose `start` script execs this one too, or by a container runtime) reaches node itself and
+# its graceful shutdown; a shell left in between would die of SIGTERM and leave node running.
 exec node "$@"

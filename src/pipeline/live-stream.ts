@@ -167,6 +167,11 @@ export class LiveStream {
     this.dropBefore(this.total);
   }
 
+  /** Resolves when no VAD run of this stream is under way (before the VAD model is released). */
+  vadIdle(): Promise<void> {
+    return this.vadPending;
+  }
+
   close(): void {
     this.closed = true;
     this.ctrl.abort();

@@ -1,6 +1,6 @@
 /**
  * The engine thread's side of live sessions: one LiveStream per open session, fed by the
- * messages of live-protocol.ts. The Silero VAD model is loaded on the first session that uses
+ * messages of live-protocol.ts. The Silero VAD model is loaded when a session first uses
  * server turn detection, whatever the file pipeline's VAD setting.
  */
 import type { AsrModel } from '../engine/asr/asr-model.ts';
@@ -90,8 +90,10 @@ export function liveStreamCount(): number {
 
 /** Closes every stream (the worker is closing). */
 export async function closeLiveStreams(): Promise<void> {
-  for (const s of streams.values()) s.close();
+  const all = [...streams.values()];
   streams.clear();
+  for (const s of all) s.close();
+  await Promise.all(all.map((s) => s.vadIdle()));
   if (ownVad) await (await ownVad.catch(() => undefined))?.release();
   ownVad = undefined;
 }

@@ -3,8 +3,15 @@
  * worker and a FIFO queue of jobs: up to the batch size of jobs run in the worker at once,
  * their segments decoding together in one shared batch (engine/thinker/scheduler.ts), at most
  * `maxQueue` more wait here, and a job whose caller aborts leaves the queue, or has its rows
- * leave the batch at the next decoding step if it already runs.
+ * leave the batch at the next decoding step if it already runs (as does a job past its time
+ * limit, `jobTimeoutMs`).
+ *
+ * A file is decoded and checked before its job joins the queue (decode-pool.ts): bad audio is
+ * refused at once whatever the queue holds, and a waiting job holds the path of its decoded
+ * samples, a file removed when the job ends, however it ends.
  */
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import {
   PipelineError,
@@ -15,12 +22,17 @@ import {
   type TranscriberState,
   type TranscriptionResult,
   type WordTimestamp,
+  LIVE_DEFAULTS,
   type LiveEvent,
   type LiveOptions,
   type LiveSession,
+  type PipelineStats,
 } from './types.ts';
+import { DecodePool, type DecodedFile } from './decode-pool.ts';
+import { LiveSessionProxy } from './live-session.ts';
+import type { FromLiveWorker } from './live-protocol.ts';
 import { DEFAULT_SEGMENT_SECONDS } from './run-transcription.ts';
-import type { FromWorker, JobOptions, SerializedError, ToWorker, WorkerConfig } from './worker-protocol.ts';
+import { deserializeError, type FromWorker, type JobOptions, type ToWorker, type WorkerConfig } from './worker-protocol.ts';
 
 
 /**
@@ -29,21 +41,23 @@ import type { FromWorker, JobOptions, SerializedError, ToWorker, WorkerConfig } 
  */
 const MAX_ACTIVE_JOBS = 64;
 
+/** Files decoded at once when the configuration does not say. */
+const DEFAULT_DECODE_CONCURRENCY = 2;
+/** Time limit of one file's decoding when the configuration does not say (ms). */
+const DEFAULT_DECODE_TIMEOUT_MS = 120_000;
+
 interface Job {
   id: number;
   message: ToWorker;
   opts: TranscribeOptions;
+  /** Settles the caller's promise; the first call wins (a timed-out job's late answer is dropped). */
   resolve: (value: any) => void;
   reject: (err: Error) => void;
   cleanup: () => void;
-}
-
-function toError(e: SerializedError): Error {
-  if (e.name === 'PipelineError') return new PipelineError(e.code as any, e.message);
-  const err = new Error(e.message);
-  err.name = e.name;
-  if (e.code) (err as Error & { code?: string }).code = e.code;
-  return err;
+  /** When it joined the queue (performance.now()). */
+  queuedAt: number;
+  /** Its time limit in the worker (jobTimeoutMs). */
+  timer?: NodeJS.Timeout;
 }
 
 export interface CreateTranscriberOptions extends TranscriberConfig {
@@ -70,11 +84,24 @@ class WorkerTranscriber implements Transcriber {
   private readonly maxActive: number;
   private nextId = 1;
   private closed = false;
+  /** Decodes files before their jobs are queued. */
+  private readonly decoder: DecodePool;
+  /** Decoded samples files of jobs not yet ended. */
+  private readonly samplesFiles = new Set<string>();
+  private readonly statsListeners = new Set<(stats: PipelineStats) => void>();
+  private readonly loadStarted = performance.now();
+  loadSeconds?: number;
 
   constructor(private readonly config: CreateTranscriberOptions) {
     this.modelName = config.model;
     this.device = config.device;
     this.maxActive = Math.max(1, Math.min(config.maxBatchSize, MAX_ACTIVE_JOBS));
+    this.decoder = new DecodePool({
+      concurrency: Math.max(1, config.decodeConcurrency ?? DEFAULT_DECODE_CONCURRENCY),
+      timeoutMs: config.decodeTimeoutMs ?? DEFAULT_DECODE_TIMEOUT_MS,
+      maxSeconds: config.maxAudioSeconds,
+      dir: config.scratchDir ?? tmpdir(),
+    });
     this.worker = new Worker(new URL('./engine-worker-entry.mjs', import.meta.url));
     let resolveReady!: () => void;
     let rejectReady!: (e: Error) => void;
@@ -89,7 +116,7 @@ class WorkerTranscriber implements Transcriber {
     this.worker.on('exit', (code) => {
       if (!this.closed) this.fail(`engine worker exited (code ${code})`, rejectReady);
     });
-    const { log: _log, ...rest } = config;
+    const { log: _log, onLoadProgress: _onLoadProgress, ...rest } = config;
     const workerConfig: WorkerConfig = { ...rest, segmentSeconds: config.segmentSeconds ?? DEFAULT_SEGMENT_SECONDS };
     this.post({ type: 'load', config: workerConfig });
   }
@@ -100,6 +127,25 @@ class WorkerTranscriber implements Transcriber {
 
   get activeJobs(): number {
     return this.active.size;
+  }
+
+  get decoding(): { running: number; waiting: number } {
+    return { running: this.decoder.running, waiting: this.decoder.queued };
+  }
+
+  onStats(listener: (stats: PipelineStats) => void): () => void {
+    this.statsListeners.add(listener);
+    return () => this.statsListeners.delete(listener);
+  }
+
+  private emit(stats: PipelineStats): void {
+    for (const listener of this.statsListeners) {
+      try {
+        listener(stats);
+      } catch (err) {
+        this.config.log?.('warn', `a stats listener failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   whenReady(): Promise<void> {
@@ -130,10 +176,15 @@ class WorkerTranscriber implements Transcriber {
       case 'log':
         this.config.log?.(msg.level, msg.msg);
         return;
+      case 'load_progress':
+        this.config.onLoadProgress?.(msg.progress);
+        return;
       case 'ready':
         this.languages = msg.languages;
         this.alignerLanguages = msg.alignerLanguages;
+        this.loadSeconds = (performance.now() - this.loadStarted) / 1000;
         this.state = 'ready';
+        this.decoder.warm();
         resolveReady();
         this.pump();
         return;
@@ -141,14 +192,22 @@ class WorkerTranscriber implements Transcriber {
         this.state = 'failed';
         this.loadError = msg.error.message;
         this.config.log?.('error', `model load failed: ${msg.error.message}`);
-        rejectReady(toError(msg.error));
+        rejectReady(deserializeError(msg.error));
         for (const job of this.queue.splice(0)) {
           job.cleanup();
           job.reject(new PipelineError('model_not_ready', `The model failed to load: ${msg.error.message}`));
         }
         return;
+      case 'stats':
+        this.emit({ type: 'steps', steps: msg.steps, tokens: msg.tokens, rows: msg.rows, seconds: msg.seconds });
+        return;
       case 'closed':
         return;
+    }
+    if ((msg as { type: string }).type.startsWith('live.')) {
+      const live = msg as unknown as FromLiveWorker;
+      this.live.get(live.id)?.deliver(live);
+      return;
     }
     const job = this.active.get(msg.id);
     if (!job) return; // a cancelled job's late messages
@@ -169,7 +228,7 @@ class WorkerTranscriber implements Transcriber {
         this.finish(job, () => job.resolve(msg.items));
         break;
       case 'error':
-        this.finish(job, () => job.reject(toError(msg.error)));
+        this.finish(job, () => job.reject(deserializeError(msg.error)));
         break;
     }
   }
@@ -181,10 +240,23 @@ class WorkerTranscriber implements Transcriber {
     this.pump();
   }
 
+  /**
+   * A job past its time limit: its rows leave the batch at the next step (as on an abort) and
+   * its caller is answered now; it keeps its place until the worker confirms, so the batch
+   * never holds more jobs than it takes.
+   */
+  private timeOut(job: Job): void {
+    const seconds = (this.config.jobTimeoutMs ?? 0) / 1000;
+    job.reject(new PipelineError('job_timeout', `The transcription did not finish within ${seconds} s and was cancelled.`));
+    this.post({ type: 'cancel', id: job.id });
+  }
+
   private pump(): void {
     while (this.state === 'ready' && this.active.size < this.maxActive && this.queue.length > 0) {
       const job = this.queue.shift()!;
       this.active.set(job.id, job);
+      this.emit({ type: 'started', waitedSeconds: (performance.now() - job.queuedAt) / 1000 });
+      if (this.config.jobTimeoutMs) job.timer = setTimeout(() => this.timeOut(job), this.config.jobTimeoutMs);
       const transfer: ArrayBuffer[] = [];
       const m = job.message;
       if ((m.type === 'transcribe' || m.type === 'align') && m.samples) transfer.push(m.samples.buffer as ArrayBuffer);
@@ -192,16 +264,34 @@ class WorkerTranscriber implements Transcriber {
     }
   }
 
+  /** Why a job cannot be taken now (closed, model not loaded), or undefined. */
+  private refusal(): PipelineError | undefined {
+    if (this.closed) return new PipelineError('shutting_down', 'The transcriber is closed.');
+    if (this.state === 'failed') return new PipelineError('model_not_ready', `The model failed to load: ${this.loadError}`);
+    if (this.state === 'loading') return new PipelineError('model_not_ready', 'The model is still loading; try again shortly.');
+    return undefined;
+  }
+
   private submit<T>(message: ToWorker & { id: number }, opts: TranscribeOptions): Promise<T> {
-    if (this.closed) return Promise.reject(new PipelineError('model_not_ready', 'The transcriber is closed.'));
-    if (this.state === 'failed') return Promise.reject(new PipelineError('model_not_ready', `The model failed to load: ${this.loadError}`));
-    if (this.state === 'loading') return Promise.reject(new PipelineError('model_not_ready', 'The model is still loading; try again shortly.'));
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
     if (this.queue.length >= this.config.maxQueue && this.active.size >= this.maxActive) {
       return Promise.reject(new PipelineError('queue_full', `The server is busy: ${this.queue.length} requests are already waiting.`));
     }
     if (opts.signal?.aborted) return Promise.reject(new PipelineError('aborted', 'The request was cancelled.'));
-    return new Promise<T>((resolve, reject) => {
-      const job: Job = { id: message.id, message, opts, resolve, reject, cleanup: () => undefined };
+    return new Promise<T>((resolveJob, rejectJob) => {
+      let settled = false;
+      const once =
+        <A>(settle: (a: A) => void) =>
+        (a: A) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(job.timer);
+          settle(a);
+        };
+      const resolve = once(resolveJob);
+      const reject = once(rejectJob);
+      const job: Job = { id: message.id, message, opts, resolve, reject, cleanup: () => undefined, queuedAt: performance.now() };
       const onAbort = () => {
         const i = this.queue.indexOf(job);
         if (i >= 0) {
@@ -223,9 +313,26 @@ class WorkerTranscriber implements Transcriber {
     return { language: opts.language, context: opts.context, timestamps: opts.timestamps, maxNewTokens: opts.maxNewTokens, partials: opts.onPartial !== undefined };
   }
 
+  /**
+   * Decodes `path` (decode pool), then queues the job `make` builds around its samples file;
+   * the file is removed when the job ends, whatever the outcome.
+   */
+  private async decodeThenSubmit<T>(path: string, opts: TranscribeOptions, make: (file: DecodedFile) => ToWorker & { id: number }): Promise<T> {
+    const refused = this.refusal();
+    if (refused) throw refused;
+    const file = await this.decoder.decode(path, opts.signal);
+    this.samplesFiles.add(file.path);
+    try {
+      this.emit({ type: 'decoded', seconds: file.seconds, audioSeconds: file.audioSeconds });
+      return await this.submit<T>(make(file), opts);
+    } finally {
+      this.samplesFiles.delete(file.path);
+      await rm(file.path, { force: true }).catch(() => undefined);
+    }
+  }
+
   transcribeFile(path: string, opts: TranscribeOptions = {}): Promise<TranscriptionResult> {
-    const id = this.nextId++;
-    return this.submit({ type: 'transcribe', id, path, options: this.jobOptions(opts) }, opts);
+    return this.decodeThenSubmit(path, opts, (file) => ({ type: 'transcribe', id: this.nextId++, samplesFile: file.path, options: this.jobOptions(opts) }));
   }
 
   transcribeSamples(samples: Float32Array, opts: TranscribeOptions = {}): Promise<TranscriptionResult> {
@@ -240,22 +347,42 @@ class WorkerTranscriber implements Transcriber {
   }
 
   alignFile(path: string, text: string, language: string, opts: { signal?: AbortSignal } = {}): Promise<WordTimestamp[]> {
-    const id = this.nextId++;
-    return this.submit({ type: 'align', id, path, text, language }, opts);
+    return this.decodeThenSubmit(path, opts, (file) => ({ type: 'align', id: this.nextId++, samplesFile: file.path, text, language }));
   }
+
+  /** Open live sessions, by id (their streams run in the worker). */
+  private readonly live = new Map<number, LiveSessionProxy>();
 
   get liveSessions(): number {
-    return 0;
+    return this.live.size;
   }
 
-  openLive(_options: LiveOptions, _onEvent: (event: LiveEvent) => void): LiveSession {
-    throw new PipelineError('internal', 'Live transcription is not available yet.');
+  openLive(options: LiveOptions, onEvent: (event: LiveEvent) => void): LiveSession {
+    if (this.closed) throw new PipelineError('shutting_down', 'The server is shutting down.');
+    if (this.state === 'failed') throw new PipelineError('model_not_ready', `The model failed to load: ${this.loadError}`);
+    if (this.state === 'loading') throw new PipelineError('model_not_ready', 'The model is still loading; try again shortly.');
+    const limits = this.config.live ?? LIVE_DEFAULTS;
+    if (limits.maxSessions === 0) throw new PipelineError('bad_request', 'Live transcription is turned off (REALTIME_MAX_SESSIONS=0).');
+    if (this.live.size >= limits.maxSessions) throw new PipelineError('queue_full', `The server is busy: ${this.live.size} live sessions are open (REALTIME_MAX_SESSIONS=${limits.maxSessions}).`);
+    const id = this.nextId++;
+    const session = new LiveSessionProxy(
+      id,
+      options,
+      (msg, transfer) => this.worker.postMessage(msg, transfer ?? []),
+      onEvent,
+      () => this.languages,
+      () => this.live.delete(id),
+    );
+    this.live.set(id, session);
+    return session;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const err = new PipelineError('aborted', 'The transcriber was closed.');
+    const err = new PipelineError('shutting_down', 'The server is shutting down; the transcription was cancelled.');
+    for (const session of [...this.live.values()]) session.close();
+    const decoding = this.decoder.close();
     for (const job of this.queue.splice(0)) {
       job.cleanup();
       job.reject(err);
@@ -277,6 +404,8 @@ class WorkerTranscriber implements Transcriber {
       this.post({ type: 'close' });
     });
     await this.worker.terminate();
+    await decoding;
+    await Promise.all([...this.samplesFiles].map((p) => rm(p, { force: true }).catch(() => undefined)));
   }
 }
 

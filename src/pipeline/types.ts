@@ -126,7 +126,17 @@ export interface TranscriberConfig {
   /** Live transcription (openLive); undefined: the defaults of LIVE_DEFAULTS. */
   live?: LiveLimits;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** Called as the model downloads and loads (the CLI's progress); never after the transcriber is ready. */
+  onLoadProgress?: (progress: LoadProgress) => void;
 }
+
+/**
+ * How far loading is: a repo id's files downloading (bytes per file and of all of them, files
+ * already cached counting whole), then the build of each part of the models, in order.
+ */
+export type LoadProgress =
+  | { stage: 'download'; repo: string; file: string; fileIndex: number; files: number; fileBytes: number; fileSize?: number; bytes: number; totalBytes: number }
+  | { stage: 'load'; part: string; step: number; steps: number };
 
 export interface VadSettings {
   /** Speech probability at or above which a 32 ms window is speech. */
@@ -143,6 +153,9 @@ export interface LiveLimits {
   /** Longest utterance (s): past it the utterance is cut at its quietest point and completed. */
   maxUtteranceSeconds: number;
 }
+
+/** Live transcription's limits when the configuration gives none (the settings' defaults). */
+export const LIVE_DEFAULTS: LiveLimits = { maxSessions: 32, updateSeconds: 1, maxUtteranceSeconds: 30 };
 
 export type TranscriberState = 'loading' | 'ready' | 'failed';
 
@@ -237,7 +250,9 @@ export type LiveEvent =
   | { type: 'delta'; utterance: number; text: string }
   /** The exact decode of the whole utterance; `seconds` is its audio duration. */
   | { type: 'completed'; utterance: number; text: string; language: string; seconds: number }
-  | { type: 'failed'; utterance: number; code: string; message: string };
+  | { type: 'failed'; utterance: number; code: string; message: string }
+  /** A problem with the session's input or the engine that belongs to no utterance. */
+  | { type: 'error'; code: string; message: string };
 
 export interface LiveSession {
   /** Changes the format, language, context or turn detection; applies to the next utterance (the format at once). */

@@ -34,10 +34,13 @@ const EN3S_ENGLISH_TEXT = 'targeted ons';
 /** en_3s, language detected: the golden's 32 tokens, then on to the 3 s budget (69 tokens). */
 const EN3S_AUTO = tinyGolden('en_3s__auto');
 const EN3S_AUTO_TEXT = "(children⛾⛾⛾⛾ competitive Cord Cord Cord Cord Cord Cord Cord Cord Cord Cord Cord Cord Cord Cord Cord('/:('/:('/:";
-/** The random aligner puts both words of en_3s's English transcript at 341.84 s (class 4273). */
+/**
+ * The random aligner puts both words of en_3s's English transcript at 341.84 s (class 4273),
+ * past the end of its 3.0048 s: word times stop at the audio's end (to the ms).
+ */
 const EN3S_WORDS = [
-  { text: 'targeted', start: 341.84, end: 341.84 },
-  { text: 'ons', start: 341.84, end: 341.84 },
+  { text: 'targeted', start: 3.004, end: 3.004 },
+  { text: 'ons', start: 3.004, end: 3.004 },
 ];
 /**
  * The first 25 s of longSpeechWav (jfk.wav repeated), English forced, in 10 s segments. tiny-a
@@ -209,7 +212,7 @@ describe('original API', () => {
     const res = await fetch(main.url + '/', { headers: AUTH });
     assert.equal(res.status, 200);
     const body = await res.json();
-    assert.equal(body.model, TINY);
+    assert.equal(body.model, 'checkpoint', 'a model folder by its name, not its path');
     assert.equal(body.name, 'checkpoint API');
     assert.match(body.description, /Supports 30 languages/);
     assert.equal(body.endpoints['/transcribe'], 'Transcribe audio files (POST)');
@@ -224,7 +227,7 @@ describe('original API', () => {
   test('GET /health reports the model, without the API key', async () => {
     const res = await fetch(main.url + '/health');
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { status: 'healthy', model_loaded: true, model_name: TINY, device: 'cpu', queue_length: 0 });
+    assert.deepEqual(await res.json(), { status: 'healthy', model_loaded: true, model_name: 'checkpoint', device: 'cpu', queue_length: 0 });
     assert.ok(res.headers.get('x-request-id'));
   });
 
@@ -237,7 +240,7 @@ describe('original API', () => {
     assert.equal(body.text, EN3S_ENGLISH_TEXT);
     assert.equal(body.language, 'English', 'a forced language comes back as its Qwen name');
     assert.equal(body.timestamps, null);
-    assert.equal(body.metadata.model, TINY);
+    assert.equal(body.metadata.model, 'checkpoint');
     assert.equal(body.metadata.device, 'cpu');
     assert.match(body.metadata.processing_time, /^\d+\.\d\ds$/);
     // en_3s with English forced stops on its own stop token (the golden's 22 tokens).
@@ -261,7 +264,7 @@ describe('original API', () => {
     const body = await res.json();
     assert.equal(body.language, 'English');
     assert.equal(body.text, EN3S_ENGLISH_TEXT);
-    // Random aligner weights: times far beyond the 3 s of audio, as in the aligner goldens.
+    // Random aligner weights: times far beyond the 3 s of audio (as in the aligner goldens), clamped to its end.
     assert.deepEqual(body.timestamps, EN3S_WORDS);
   });
 });
@@ -829,7 +832,7 @@ describe('model states', () => {
 
     const loading = await fetch(server.url + '/health');
     assert.equal(loading.status, 200);
-    assert.deepEqual(await loading.json(), { status: 'loading', model_loaded: false, model_name: TINY, device: 'cpu', queue_length: 0 });
+    assert.deepEqual(await loading.json(), { status: 'loading', model_loaded: false, model_name: 'checkpoint', device: 'cpu', queue_length: 0 });
     const original = await post(server, '/transcribe', form({}, { data: en3s, name: 'a.wav' }));
     assert.equal(original.status, 503);
     assert.deepEqual(await original.json(), { detail: 'Model not loaded yet' });

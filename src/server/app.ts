@@ -15,10 +15,15 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import type { Transcriber } from '../pipeline/types.ts';
 import type { ServerConfig } from './config.ts';
 import { errorHandler, HttpError, sendHttpError } from './errors.ts';
+import { registerCors } from './cors.ts';
+import { Lifecycle } from './lifecycle.ts';
+import { Metrics, operationsRoutes } from './metrics.ts';
 import { requestLog } from './request-log.ts';
 import docsRoutes from './routes/docs.ts';
 import openAiRoutes from './routes/openai.ts';
 import originalRoutes from './routes/original.ts';
+import { registerRealtime } from './routes/realtime.ts';
+import pageRoutes from './routes/page.ts';
 import { openApiFileSchemas, uploadedFileKeyword } from './upload.ts';
 
 export interface BuildAppOptions {
@@ -37,6 +42,8 @@ const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE',
 
 export function buildApp({ config, transcriber, logger }: BuildAppOptions): FastifyInstance {
   const app = Fastify({
+    // TLS_CERT_FILE / TLS_KEY_FILE: HTTPS and wss:// (the official realtime client speaks only wss).
+    ...(config.tls ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } } : {}),
     logger: logger ?? { level: config.logLevel },
     // One line per request is written below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
@@ -60,6 +67,7 @@ export function buildApp({ config, transcriber, logger }: BuildAppOptions): Fast
       tags: [
         { name: 'original', description: 'The original Qwen3-ASR service API (FastAPI-style errors).' },
         { name: 'openai', description: 'OpenAI-compatible audio API (OpenAI error envelope).' },
+        { name: 'operations', description: 'Readiness and Prometheus metrics.' },
       ],
       components: config.apiKey ? { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'The server\'s API_KEY.' } } } : {},
     },
@@ -67,13 +75,21 @@ export function buildApp({ config, transcriber, logger }: BuildAppOptions): Fast
     transform: ({ schema, url }) => ({ schema: openApiFileSchemas(schema), url }),
   });
 
+  // Shutdown (main.ts drains it; routes subscribe with app.lifecycle.onShutdown) and metrics.
+  const lifecycle = new Lifecycle();
+  app.decorate('lifecycle', lifecycle);
+  const metrics = new Metrics({ transcriber, lifecycle, modelName: config.modelName, version: PACKAGE_VERSION });
+  app.addHook('onClose', async () => metrics.close());
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     const started = performance.now();
     // 'close' is the one event every response ends with: finished, failed, or abandoned by the client.
     reply.raw.once('close', () => {
       const info = requestLog(request);
-      const status = reply.raw.writableFinished ? reply.statusCode : 499;
+      // An upgraded WebSocket (/v1/realtime) never finishes a response: it was switched (101).
+      const status = reply.raw.writableFinished ? reply.statusCode : request.ws ? 101 : 499;
+      metrics.observeResponse(request, status, (performance.now() - started) / 1000, info);
       const fields = {
         method: request.method,
         url: request.url,
@@ -86,6 +102,7 @@ export function buildApp({ config, transcriber, logger }: BuildAppOptions): Fast
       };
       request.log[status >= 500 && status !== 501 && status !== 503 ? 'warn' : 'info'](fields, `${request.method} ${request.url} ${status}`);
     });
+    lifecycle.admit(request, reply);
   });
 
   // FastAPI answers an unknown path with 404 and a known path with the wrong method with 405.
@@ -100,8 +117,16 @@ export function buildApp({ config, transcriber, logger }: BuildAppOptions): Fast
   app.setErrorHandler(errorHandler('original', (issue) => new HttpError(400, issue.message)));
 
   const createdAt = Math.floor(Date.now() / 1000);
+  // CORS_ORIGINS: headers on every answer, preflights answered before authentication (cors.ts).
+  registerCors(app, config.corsOrigins);
+  // Before the other routes: the WebSocket plugin must see them all (GET /v1/realtime).
+  registerRealtime(app, { config, transcriber });
+  // Live sessions hear of a shutdown as it starts, and finish their committed utterances within the grace.
+  lifecycle.onShutdown((deadline) => app.closeRealtimeSessions(Math.max(0, deadline - Date.now())));
   app.register(originalRoutes, { config, transcriber, version: PACKAGE_VERSION });
   app.register(openAiRoutes, { prefix: '/v1', config, transcriber, createdAt });
   app.register(docsRoutes);
+  operationsRoutes(app, { config, transcriber, lifecycle, metrics });
+  app.register(pageRoutes, { config, transcriber });
   return app;
 }

@@ -1,6 +1,6 @@
 /**
- * Request guards shared by both APIs: optional Bearer authentication, and the model /
- * queue checks that refuse a transcription before its upload is read.
+ * Request guards shared by both APIs: optional Bearer authentication, and the model check
+ * that refuses a transcription before its upload is read.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
@@ -37,11 +37,13 @@ export function bearerAuth(apiKey: string | undefined, style: ApiStyle): onReque
 }
 
 /**
- * Refuses a transcription while the model is not usable or the queue is full, before the
- * upload is read: a client should not send 500 MB to learn the server is busy. The
- * transcriber re-checks when the job is submitted (the state can change during the upload).
+ * Refuses a transcription while the model is not usable, before the upload is read: a client
+ * should not send 500 MB to learn the model failed. A full queue is not checked here: uploads
+ * are decoded and checked before they wait (pipeline/decode-pool.ts), so that a bad one gets
+ * its 400 whatever the queue holds, and the transcriber refuses a good one with 503 when the
+ * queue is still full once it is decoded. `_maxQueue` stays for the routes' calls.
  */
-export function requireTranscriber(transcriber: Transcriber, maxQueue: number, style: ApiStyle): onRequestAsyncHookHandler {
+export function requireTranscriber(transcriber: Transcriber, _maxQueue: number, style: ApiStyle): onRequestAsyncHookHandler {
   const retry = { 'retry-after': String(RETRY_AFTER_SECONDS) };
   return async function checkTranscriber() {
     if (transcriber.state === 'loading') {
@@ -53,11 +55,6 @@ export function requireTranscriber(transcriber: Transcriber, maxQueue: number, s
     }
     if (transcriber.state === 'failed') {
       throw new HttpError(503, `The model failed to load: ${transcriber.loadError ?? 'unknown error'}`, { code: 'model_not_ready' });
-    }
-    // Jobs wait only while the worker runs as many as it takes at once, so a full queue refuses the next job.
-    const waiting = transcriber.queueLength;
-    if (waiting > 0 && waiting >= maxQueue) {
-      throw new HttpError(503, `The server is busy: ${waiting} transcriptions are already waiting. Retry later.`, { code: 'overloaded', headers: retry });
     }
   };
 }

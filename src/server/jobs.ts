@@ -1,8 +1,8 @@
 /**
  * Runs one transcription for one HTTP request. The job is tied to the request's connection:
  * when the client goes away before the response is complete, the AbortSignal fires and the
- * transcriber drops the job from its queue (or cancels it between decoding steps), so the
- * place is freed for the next client.
+ * transcriber stops decoding the upload, drops the job from its queue, or cancels it between
+ * decoding steps, so the place is freed for the next client.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TranscribeOptions, Transcriber, TranscriptionResult } from '../pipeline/types.ts';

@@ -376,7 +376,7 @@ export const SETTINGS = {
   // server
   host: { env: 'HOST', group: 'server', doc: 'listen address; `0.0.0.0` listens on every interface (the Docker image sets it), so set `API_KEY` too', ...textOr('127.0.0.1') },
   port: { env: 'PORT', group: 'server', doc: 'listen port; `0` picks any free port', ...integer(0, 65535, 8000) },
-  apiKey: { env: 'API_KEY', group: 'server', doc: 'when set, every route but `/health` and the docs needs `Authorization: Bearer <key>`', ...text('empty') },
+  apiKey: { env: 'API_KEY', group: 'server', doc: 'when set, every route but `/health`, `/ready`, the page and the docs needs `Authorization: Bearer <key>` (`/v1/realtime` also takes it as the `openai-insecure-api-key.<key>` subprotocol browsers send)', ...text('empty') },
   maxUploadMb: { env: 'MAX_UPLOAD_MB', group: 'server', doc: 'largest accepted upload in MiB; larger ones get 413', ...positiveNumber(DEFAULT_MAX_UPLOAD_MB) },
   maxQueue: { env: 'MAX_QUEUE', group: 'server', doc: 'requests waiting for a place beside the running ones (up to the batch size run at once) before new ones get 503', ...integer(0, undefined, DEFAULT_MAX_QUEUE) },
   maxAudioSeconds: {

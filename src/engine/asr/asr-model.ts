@@ -115,11 +115,14 @@ export class AsrModel extends ThinkerModel {
   ) {
     super(dir, parts);
     this.asrTextId = parts.tokenizer.tokenToId(ASR_TEXT_TAG);
-    this.shared = this.newScheduler(DEFAULT_MAX_BATCH_SIZE);
+    this.shared = this.newScheduler(DEFAULT_MAX_BATCH_SIZE, { onStep: (rows) => this.onSharedStep?.(rows) });
   }
 
   /** The batch every caller's segments join (continuous batching; scheduler.ts). */
   private shared: DecodeScheduler<AsrJob>;
+
+  /** Called after each step of the shared batch with the rows it ran (the server's metrics). */
+  onSharedStep?: (rows: number) => void;
 
   private newScheduler(maxRows: number, opts: Pick<TranscribeBatchOptions, 'prefillChunk' | 'onStep' | 'repetitionThreshold'> = {}): DecodeScheduler<AsrJob> {
     return new DecodeScheduler<AsrJob>(this.decoder, {
@@ -140,6 +143,11 @@ export class AsrModel extends ThinkerModel {
   /** The shared batch's load: rows decoding and segments waiting. */
   get load(): { running: number; waiting: number } {
     return { running: this.shared.runningRows, waiting: this.shared.waitingJobs };
+  }
+
+  /** Resolves once the shared batch runs no pass (its callers cancelled or done): releasing the sessions mid-pass would crash ONNX Runtime. */
+  whenIdle(): Promise<void> {
+    return this.shared.whenIdle();
   }
 
   /** `<asr_text>`'s id in this checkpoint's vocabulary (undefined if it has none). */

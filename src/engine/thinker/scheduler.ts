@@ -129,6 +129,7 @@ export class DecodeScheduler<P> {
   private cache: KvCache | undefined;
   private seq = 0;
   private looping = false;
+  private loopDone: Promise<void> = Promise.resolve();
   private rowLimit: number;
 
   constructor(
@@ -147,6 +148,11 @@ export class DecodeScheduler<P> {
   set maxRows(rows: number) {
     if (!Number.isInteger(rows) || rows < 1) throw new RangeError(`maxRows must be a positive integer, got ${rows}`);
     this.rowLimit = rows;
+  }
+
+  /** Resolves when no pass is running (the loop ends once no job waits or runs): before the decoder's sessions are released. */
+  whenIdle(): Promise<void> {
+    return this.looping ? this.loopDone : Promise.resolve();
   }
 
   /** Jobs waiting to be admitted. */
@@ -169,7 +175,7 @@ export class DecodeScheduler<P> {
       this.waiting.push({ seq: this.seq++, payload, opts, resolve, reject });
       if (!this.looping) {
         this.looping = true;
-        void this.loop().finally(() => (this.looping = false));
+        this.loopDone = this.loop().finally(() => (this.looping = false));
       }
     });
   }

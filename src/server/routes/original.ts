@@ -8,6 +8,7 @@
  */
 import { basename } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { publicModelId } from '../../pipeline/engine-info.ts';
 import { QWEN_LANGUAGES, resolveLanguage } from '../../pipeline/languages.ts';
 import type { Transcriber } from '../../pipeline/types.ts';
 import type { ServerConfig } from '../config.ts';
@@ -17,6 +18,7 @@ import { transcribeUpload } from '../jobs.ts';
 import { originalTranscription } from '../../formats/response-formats.ts';
 import { bearerSecurity, errorResponses } from '../schemas.ts';
 import { readMultipartBody, setupUploads, type UploadedFile } from '../upload.ts';
+import { prefersHtml, sendPage, unlessPage } from './page.ts';
 
 export interface OriginalRoutesOptions {
   config: ServerConfig;
@@ -38,7 +40,7 @@ const infoSchema = {
       properties: {
         name: { type: 'string' },
         version: { type: 'string' },
-        model: { type: 'string', description: 'MODEL_NAME' },
+        model: { type: 'string', description: 'MODEL_NAME: a repo id as it is, a folder by its name only' },
         description: { type: 'string' },
         endpoints: { type: 'object', additionalProperties: { type: 'string' } },
       },
@@ -63,7 +65,7 @@ const healthSchema = {
           properties: {
             status: { type: 'string', enum: ['loading', 'healthy', 'unhealthy'] },
             model_loaded: { type: 'boolean' },
-            model_name: { type: 'string' },
+            model_name: { type: 'string', description: 'MODEL_NAME: a repo id as it is, a folder by its name only (no local paths).' },
             device: { type: 'string' },
             queue_length: { type: 'integer', description: 'Transcriptions waiting for a place beside the running ones.' },
             error: { type: 'string', description: 'Why loading failed (status "unhealthy" only).' },
@@ -135,7 +137,7 @@ const transcribeSchema = {
         },
       },
     },
-    ...errorResponses('original', [400, 401, 413, 422, 500, 503]),
+    ...errorResponses('original', [400, 401, 408, 413, 422, 500, 503]),
   },
 };
 
@@ -153,10 +155,13 @@ export default async function originalRoutes(app: FastifyInstance, opts: Origina
   const security = config.apiKey ? { security: bearerSecurity } : {};
 
   const modelTitle = basename(config.modelName);
-  app.get('/', { schema: { ...infoSchema, ...security }, onRequest: hooks(auth) }, async () => ({
+  // MODEL_NAME may be a folder on this machine: clients see its name, never where it lives.
+  const modelId = publicModelId(config.modelName);
+  // Browsers get the web page (routes/page.ts), without the key; API clients get this JSON.
+  app.get('/', { schema: { ...infoSchema, ...security }, onRequest: unlessPage(auth) }, async (request, reply) => prefersHtml(request.headers.accept) ? sendPage(reply) : ({
     name: `${modelTitle} API`,
     version: opts.version,
-    model: config.modelName,
+    model: modelId,
     description: `Automatic Speech Recognition API powered by ${modelTitle}. Supports ${transcriber.languages.length || QWEN_LANGUAGES.length} languages and 22 Chinese dialects.`,
     endpoints: {
       '/': 'API information',
@@ -176,10 +181,10 @@ export default async function originalRoutes(app: FastifyInstance, opts: Origina
     const body = {
       status: state === 'ready' ? 'healthy' : state === 'loading' ? 'loading' : 'unhealthy',
       model_loaded: state === 'ready',
-      model_name: config.modelName,
+      model_name: modelId,
       device: transcriber.device,
       queue_length: transcriber.queueLength,
-      ...(state === 'failed' ? { error: transcriber.loadError ?? 'unknown error' } : {}),
+      ...(state === 'failed' ? { error: hideLocalPaths(transcriber.loadError ?? 'unknown error', config.modelName, modelId) } : {}),
     };
     return reply.code(state === 'failed' ? 503 : 200).send(body);
   });
@@ -212,11 +217,20 @@ export default async function originalRoutes(app: FastifyInstance, opts: Origina
         timestamps: body.return_time_stamps,
       });
       return originalTranscription(result, {
-        model: config.modelName,
+        model: modelId,
         device: transcriber.device,
         processingSeconds: (performance.now() - started) / 1000,
         timestamps: body.return_time_stamps,
       });
     },
   );
+}
+
+/**
+ * /health answers anyone, so a load error shown there keeps no local paths: the model folder
+ * becomes its public id, any other absolute path its last part ("…/config.json" → "config.json").
+ */
+export function hideLocalPaths(message: string, modelName: string, modelId: string): string {
+  const named = modelName && modelName !== modelId ? message.split(modelName).join(modelId) : message;
+  return named.replace(/(^|[\s'"`(\[=,])(\/[^\s'"`()[\],]*)/g, (_, before: string, path: string) => before + (basename(path) || path));
 }
