@@ -6,21 +6,23 @@
  *                        [--quant none|int8|int4] [--device cpu|cuda|cuda:N] [--threads N]
  *                        [--batch-size N] [--segment-seconds N] [--vad on|off] [--vad-threshold P]
  *                        [--vad-min-silence-ms N] [--timestamps --aligner A]
- *                        [--format json|text|srt|vtt|verbose_json] [--json]
+ *                        [--format json|text|srt|vtt|verbose_json] [--json] [--progress | --no-progress]
  *   qwen3-asr align <audio> --text TEXT --language L --aligner A [--json]
+ *   qwen3-asr --version
  *
  * The flags that stand for a setting (--threads for THREADS, …) are read with the environment
  * by src/settings/settings.ts, so they accept exactly what the server accepts, and a flag
  * overrides its variable.
  */
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { resolveLanguage } from '../pipeline/languages.ts';
 import { createTranscriber } from '../pipeline/transcriber.ts';
-import { PipelineError, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
+import { PipelineError, type LoadProgress, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
 import { subtitles, verboseJson } from '../formats/response-formats.ts';
 import { checkReadableFile } from '../pipeline/audio-file.ts';
+import { listen, type ListenIo } from './listen.ts';
 import { cliSettings, DEFAULT_CLI_ALIGNER, parseSettings, SettingError, settingMeaning, type Env } from '../settings/settings.ts';
 
 /** `--threads` overrides THREADS and so on: the settings table names each setting's flag. */
@@ -39,6 +41,7 @@ function settingUsage(): string {
 export const USAGE = `Usage:
   qwen3-asr transcribe <audio> [options]
   qwen3-asr align <audio> --text TEXT --language L [--aligner A] [--json]
+  qwen3-asr listen FILE|- [--url URL] [--fast]   live transcription (qwen3-asr listen --help)
 
 Options:
 ${usageLine('--language L', 'force the language (Qwen name, ISO code or BCP-47 tag); default: detect')}\
@@ -47,6 +50,9 @@ ${usageLine('--timestamps', 'word timestamps with the forced aligner')}\
 ${usageLine('--format F', 'text | json | verbose_json | srt | vtt (default: text)')}\
 ${usageLine('--json', 'one JSON object: text, language, raw, token_ids, duration, segments')}\
 ${usageLine('--text TEXT', 'align: the text to place in the audio')}\
+${usageLine('--progress', 'progress on stderr (download, load, transcription) also when it is not a terminal')}\
+${usageLine('--no-progress', 'no progress, also on a terminal')}\
+${usageLine('-V, --version', 'the version')}\
 ${usageLine('-h, --help', 'this help')}
 Settings (a flag overrides its environment variable; README "Configuration" lists every variable):
 ${settingUsage()}`;
@@ -55,21 +61,64 @@ class UsageError extends Error {}
 
 const FORMATS = ['text', 'json', 'verbose_json', 'srt', 'vtt'] as const;
 
-/** Progress on a terminal for long recordings: "transcribing  42% (2:31 / 6:00)". */
-function progressPrinter(stderr: CliIo['stderr']) {
-  const enabled = stderr.isTTY === true;
-  const fmt = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+/** The package's version (package.json), as `--version` prints it. */
+const packageVersion = (): string => JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+
+const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+const bytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
+const percent = (done: number, total: number) => String(total > 0 ? Math.floor((100 * done) / total) : 100).padStart(3) + '%';
+
+/**
+ * Progress on stderr, from the first byte of a download to the last segment: the download
+ * (bytes of all files, the file in flight), the model's parts as they are built, then the
+ * transcription by audio time. On a terminal one line per stage is rewritten in place (at most
+ * four times a second); elsewhere (--progress) a line is written per stage, then at most one a
+ * second and only when the whole percentage moves, and the last line of each stage always.
+ */
+export function progressPrinter(stderr: CliIo['stderr'], mode: 'terminal' | 'lines' | 'off', now: () => number = Date.now) {
+  let stage = '';
   let last = 0;
+  let shown = '';
+  let key = '';
+  let open = false;
+  /** Repos with a transfer under way: a snapshot already cached reports its files whole, and shows nothing. */
+  const fetching = new Set<string>();
+  const show = (name: string, line: string, unit: string, final: boolean) => {
+    if (mode === 'off') return;
+    const t = now();
+    const fresh = name !== stage;
+    if (!fresh && !final && t - last < (mode === 'terminal' ? 250 : 1000)) return;
+    if (!fresh && !final && mode === 'lines' && unit === key) return;
+    if (line === shown) return;
+    if (mode === 'terminal') {
+      stderr.write(`${fresh && open ? '\n' : ''}\r${line}\x1b[K`);
+      open = true;
+    } else {
+      stderr.write(line + '\n');
+    }
+    stage = name;
+    last = t;
+    shown = line;
+    key = unit;
+  };
   return {
-    update(done: number, total: number) {
-      if (!enabled || total < 60) return;
-      const now = Date.now();
-      if (now - last < 250 && done < total) return;
-      last = now;
-      stderr.write(`\rtranscribing ${String(Math.floor((100 * done) / total)).padStart(3)}% (${fmt(done)} / ${fmt(total)})`);
+    load(p: LoadProgress) {
+      if (p.stage === 'download') {
+        if (p.fileSize === undefined || p.fileBytes < p.fileSize) fetching.add(p.repo);
+        if (!fetching.has(p.repo)) return;
+        const pct = percent(p.bytes, p.totalBytes);
+        show(`download ${p.repo}`, `downloading ${p.repo} ${pct} (${bytes(p.bytes)} / ${bytes(p.totalBytes)}; ${p.file}, file ${p.fileIndex} of ${p.files})`, pct, p.bytes >= p.totalBytes);
+      } else {
+        show('load', `loading ${p.step}/${p.steps}: ${p.part}`, '', true);
+      }
+    },
+    transcribing(done: number, total: number) {
+      const pct = percent(done, total);
+      show('transcribe', `transcribing ${pct} (${clock(done)} / ${clock(total)})`, pct, done >= total);
     },
     end() {
-      if (enabled && last) stderr.write('\n');
+      if (mode === 'terminal' && open) stderr.write('\n');
+      open = false;
     },
   };
 }
@@ -139,6 +188,7 @@ export interface CliIo {
  */
 export async function main(argv: string[], io: CliIo = process, env?: Env): Promise<number> {
   const [command, ...rest] = argv;
+  let progress: ReturnType<typeof progressPrinter> | undefined;
   try {
     // No command is a usage error: the usage goes to stderr, stdout stays empty for pipelines.
     if (!command) throw new UsageError('missing command: transcribe or align');
@@ -146,6 +196,11 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
       io.stdout.write(USAGE);
       return 0;
     }
+    if (command === '-V' || command === '--version') {
+      io.stdout.write(`${packageVersion()}\n`);
+      return 0;
+    }
+    if (command === 'listen') return await listen(rest, { stdout: io.stdout, stderr: io.stderr, stdin: (io as Partial<ListenIo>).stdin ?? process.stdin }, env);
     const { values, positionals } = parseArgs({
       args: rest,
       allowPositionals: true,
@@ -168,11 +223,18 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
         json: { type: 'boolean' },
         text: { type: 'string' },
         'hf-home': { type: 'string' },
+        progress: { type: 'boolean' },
+        'no-progress': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
       },
     });
     if (values.help) {
       io.stdout.write(USAGE);
+      return 0;
+    }
+    if (values.version) {
+      io.stdout.write(`${packageVersion()}\n`);
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError(`${command} takes exactly one audio file, got ${positionals.length}`);
@@ -181,6 +243,10 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
     const settings = parseSettings(env, flagValues);
     // The engine's messages only when LOG_LEVEL asks for them: its default (info) is the server's.
     const verbose = settings.given.has('logLevel') && (settings.logLevel === 'debug' || settings.logLevel === 'info');
+    if (values.progress && values['no-progress']) throw new UsageError('--progress and --no-progress contradict each other');
+    // Progress on a terminal unless --no-progress; elsewhere only with --progress (stderr may be a log).
+    const printer = progressPrinter(io.stderr, values['no-progress'] ? 'off' : io.stderr.isTTY === true ? 'terminal' : values.progress ? 'lines' : 'off');
+    progress = printer;
     const common = {
       device: settings.device,
       quant: settings.quant,
@@ -191,10 +257,13 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
       hfEndpoint: settings.hfEndpoint,
       hfOffline: settings.hfOffline,
       hfToken: settings.hfToken,
+      onLoadProgress: (p: LoadProgress) => printer.load(p),
       // Errors are not logged here: every one the transcriber logs (load failure, worker crash)
       // also rejects the awaited call and is printed once by the catch below.
       log: (level: string, msg: string) => {
-        if (level === 'warn' || verbose) io.stderr.write(`${msg}\n`);
+        if (level !== 'warn' && !verbose) return;
+        printer.end();
+        io.stderr.write(`${msg}\n`);
       },
     };
 
@@ -211,7 +280,6 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
       const aligner = timestamps ? (settings.forcedAligner ?? DEFAULT_CLI_ALIGNER) : undefined;
       // Fail before loading (or downloading) a model when the file cannot be read at all.
       await checkReadableFile(audio);
-      const progress = progressPrinter(io.stderr);
       const result = await withTranscriber(
         () =>
           createTranscriber({
@@ -227,10 +295,10 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
             context: values.context,
             timestamps,
             maxNewTokens: settings.maxNewTokens,
-            onProgress: (d, total) => progress.update(d, total),
+            onProgress: (d, total) => printer.transcribing(d, total),
           }),
       );
-      progress.end();
+      printer.end();
       io.stdout.write(values.json ? JSON.stringify(cliJson(result)) + '\n' : render(result, format, timestamps));
       return 0;
     }
@@ -256,12 +324,14 @@ export async function main(argv: string[], io: CliIo = process, env?: Env): Prom
           return t.alignFile(audio, values.text!, r.name);
         },
       );
+      printer.end();
       const out = { text: values.text, language: r.name, items };
       io.stdout.write(values.json ? JSON.stringify(out) + '\n' : items.map((i) => `${i.start.toFixed(3)}\t${i.end.toFixed(3)}\t${i.text}`).join('\n') + '\n');
       return 0;
     }
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (err) {
+    progress?.end();
     // parseArgs' own errors (unknown option, missing value, value given to a flag, …) are usage errors too.
     if (err instanceof UsageError || err instanceof SettingError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
       io.stderr.write(`qwen3-asr: ${(err as Error).message}\n\n${USAGE}`);

@@ -279,29 +279,28 @@ test('about four minutes with timestamps: word times offset by their segment and
     }
     // What the pipeline guarantees for any model: word times are the aligner's per-segment times
     // (monotonically repaired) plus the segment's offset, so within a segment they never go
-    // back, and they lie in [segment start, segment start + the aligner's 400 s range].
-    //
-    // What it cannot guarantee here: that words stay inside their segment, or that they are
-    // monotonic across segments. The aligner classifies each timestamp slot into one of 5000
-    // 80 ms bins whatever the audio's length; a trained model puts them inside the audio, but
-    // these random weights put them anywhere in 0–400 s (the goldens show ~400 s for a 7 s
-    // clip), so segment 0's words can land far beyond segment 1's start.
+    // back, and they lie in [segment start, segment end]: the aligner classifies each timestamp
+    // slot into one of 5000 80 ms bins whatever the audio's length (these random weights put
+    // them anywhere in 0–400 s, the goldens ~400 s for a 7 s clip), and times past the audio
+    // the aligner saw are clamped to its end.
     let prev = -Infinity;
     for (const [i, w] of s.words!.entries()) {
       assert.ok(Number.isFinite(w.start) && Number.isFinite(w.end), `segment ${s.id} word ${i} has finite times`);
       assert.ok(w.start <= w.end, `segment ${s.id} word ${i} ${JSON.stringify(w)} ends before it starts`);
       assert.ok(w.start >= s.start - 1e-9, `segment ${s.id} word ${i} starts at ${w.start}, before the segment (${s.start})`);
       assert.ok(w.end <= s.start + ALIGNER_RANGE_SECONDS + 1e-6, `segment ${s.id} word ${i} ends at ${w.end}, beyond the aligner range`);
+      assert.ok(w.end <= s.end, `segment ${s.id} word ${i} ends at ${w.end}, after the segment (${s.end})`);
       assert.ok(w.start >= prev - 1e-9, `segment ${s.id} word ${i} starts at ${w.start}, before the previous word (${prev})`);
       prev = w.start;
     }
   }
   assert.equal(aligned, 2, 'both segments had text to align');
-  // The one unit of `(children`, where the random aligner puts it (224.72 s into the second
-  // segment, whose offset is 180.9719375 s).
+  // The one unit of `(children`: the random aligner puts it at 354.8 s into the first segment
+  // and 224.72 s into the second (offset 180.9719375 s), both past their segment's end (the
+  // second's offset, the end of the recording), so each stops there, to the ms.
   assert.deepEqual(
     result.segments.map((s) => s.words),
-    [[{ text: 'children', start: 354.8, end: 354.8 }], [{ text: 'children', start: 405.692, end: 405.692 }]],
+    [[{ text: 'children', start: 180.971, end: 180.971 }], [{ text: 'children', start: 251.786, end: 251.786 }]],
   );
 });
 

@@ -68,7 +68,12 @@ export async function runTranscription(
   }
   const maxSeconds = opts.timestamps ? Math.min(ALIGNER_SEGMENT_SECONDS, settings.segmentSeconds) : settings.segmentSeconds;
   const pieces = await cut(samples, maxSeconds, settings.vad);
-  opts.onProgress?.(0, duration);
+  const budgets = pieces.map((p) =>
+    settings.forceTokensPerSecond
+      ? Math.max(1, Math.round(((p.end - p.start) / SAMPLE_RATE) * settings.forceTokensPerSecond))
+      : tokenBudget(p.samples.length / SAMPLE_RATE, opts.maxNewTokens ?? settings.maxNewTokens),
+  );
+  const progress = decodeProgress(pieces, budgets, duration, opts.timestamps ? ALIGNING_SHARE : DECODED_SHARE, opts.onProgress);
 
   // Every segment joins the batch all requests share (the scheduler gives this request its
   // fair share of rows); results come back in any order and leave here in order, aligned in
@@ -114,10 +119,8 @@ export async function runTranscription(
       if (words?.[k]) seg.words = words[k];
       segments.push(seg);
       opts.onSegment?.(seg);
+      progress.segment(i, 1);
     });
-    // Audio done: up to the end of the last segment out (the non-speech VAD skips counts as done).
-    const done = to === pieces.length ? duration : Math.min(pieces[to - 1].end / SAMPLE_RATE, duration);
-    opts.onProgress?.(done, duration);
   };
   try {
     await Promise.all(
@@ -128,19 +131,19 @@ export async function runTranscription(
               samples: p.samples,
               language: opts.language || undefined,
               context: opts.context,
-              maxNewTokens: settings.forceTokensPerSecond
-                ? Math.max(1, Math.round(((p.end - p.start) / SAMPLE_RATE) * settings.forceTokensPerSecond))
-                : tokenBudget(p.samples.length / SAMPLE_RATE, opts.maxNewTokens ?? settings.maxNewTokens),
+              maxNewTokens: budgets[i],
             },
             {
               owner,
               signal: stop.signal,
               ignoreStopTokens: settings.forceTokensPerSecond !== undefined,
               onText: opts.onPartial ? (text, language) => opts.onPartial!(i, text, language) : undefined,
+              onTokens: opts.onProgress ? (ids) => progress.tokens(i, ids.length) : undefined,
             },
           )
           .then((r) => {
             results[i] = r;
+            progress.segment(i, progress.decodedShare);
             emitted = emitted.then(emitReady).catch(fail);
           }, fail),
       ),
@@ -150,6 +153,7 @@ export async function runTranscription(
     opts.signal?.removeEventListener('abort', onAbort);
   }
   if (failure) throw failure;
+  progress.end();
 
   const result: TranscriptionResult = {
     text: joinSegmentTexts(segments),
@@ -159,6 +163,66 @@ export async function runTranscription(
   };
   if (opts.timestamps) result.words = segments.flatMap((s) => s.words ?? []);
   return result;
+}
+
+/**
+ * Speech tokens a second of audio is expected to take, for progress only: about 3 for English,
+ * 4–5 CJK characters, plus the `language X<asr_text>` header's few.
+ */
+const EXPECTED_TOKENS_PER_SECOND = 4;
+const HEADER_TOKENS = 5;
+/** How much of a segment counts as done when its row stops, before it leaves in order (and is aligned). */
+const DECODED_SHARE = 0.95;
+const ALIGNING_SHARE = 0.8;
+
+/**
+ * Progress in audio seconds that advances while segments decode, not only as they leave in
+ * order: every segment of a request decodes at once in the shared batch, so segment completion
+ * alone would jump from 0 to 100 % at the end. A segment counts by its duration times how far it
+ * is: in proportion to its tokens against the tokens expected of its duration while it decodes,
+ * up to its decoded share (the text may run longer than expected), that share once its row
+ * stops, and whole once it is out. Reports start at 0, never go back, come at most once per
+ * 0.1 % of the audio, and end at the duration.
+ */
+export function decodeProgress(
+  pieces: readonly Pick<AudioSegment, 'start' | 'end'>[],
+  budgets: readonly number[],
+  duration: number,
+  decodedShare: number,
+  report: ((doneSeconds: number, totalSeconds: number) => void) | undefined,
+) {
+  const seconds = pieces.map((p) => (p.end - p.start) / SAMPLE_RATE);
+  const expected = seconds.map((s, i) => Math.max(1, Math.min(budgets[i], Math.ceil(s * EXPECTED_TOKENS_PER_SECOND) + HEADER_TOKENS)));
+  const totalSeconds = seconds.reduce((a, b) => a + b, 0);
+  const share = pieces.map(() => 0);
+  let doneSeconds = 0;
+  let reported = 0;
+  let permille = 0;
+  report?.(0, duration);
+  const emit = (done: number) => {
+    if (done <= reported) return;
+    reported = done;
+    report?.(done, duration);
+  };
+  /** Segment `i` is this far (0–1); a smaller share than before is ignored. */
+  const segment = (i: number, to: number) => {
+    if (!report || to <= share[i] || totalSeconds <= 0) return;
+    doneSeconds += (to - share[i]) * seconds[i];
+    share[i] = to;
+    const p = Math.floor((1000 * doneSeconds) / totalSeconds);
+    if (p <= permille) return;
+    permille = p;
+    // Non-speech that VAD leaves out counts in proportion; the end is reported exactly.
+    emit(p >= 1000 ? duration : Math.min(duration, (duration * doneSeconds) / totalSeconds));
+  };
+  return {
+    decodedShare,
+    segment,
+    /** Segment `i` has decoded `n` tokens: its decoded share at the expected count, never more. */
+    tokens: (i: number, n: number) => segment(i, Math.min(decodedShare, (decodedShare * n) / expected[i])),
+    /** Every segment is out (also when VAD found none). */
+    end: () => emit(duration),
+  };
 }
 
 /**
@@ -200,7 +264,8 @@ async function alignBatch(
   );
   const out: (WordTimestamp[] | undefined)[] = pieces.map(() => []);
   todo.forEach((i, k) => {
-    out[i] = offsetItems(aligned[k].items, pieces[i].offsetSeconds);
+    // No word past the segment's own audio (a short last segment is padded for the aligner).
+    out[i] = offsetItems(aligned[k].items, pieces[i].offsetSeconds, pieces[i].end / SAMPLE_RATE);
   });
   return out;
 }

@@ -6,7 +6,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { downloadSnapshot, HubError, isCheckpointFile, repoCacheDir } from './hub-download.ts';
+import { downloadSnapshot, HubError, isCheckpointFile, repoCacheDir, type DownloadProgress } from './hub-download.ts';
 import { resolveCheckpoint } from './resolve.ts';
 import { goldenPath } from '../../testing/shared.ts';
 
@@ -244,6 +244,42 @@ test('full download reproduces the files byte for byte in the Hugging Face cache
   // Online again: one API request, no file is downloaded a second time.
   assert.equal(await resolveCheckpoint(REPO, { hfHome: home, endpoint: hubUrl, token: '' }), dir);
   assert.deepEqual(hub.requests.map((r) => r.path), [`/api/models/${REPO}/revision/main?blobs=true`]);
+});
+
+test('onProgress reports every file from its first byte to its last, with running totals', async () => {
+  const home = freshHome();
+  const events: DownloadProgress[] = [];
+  await downloadSnapshot(REPO, { ...baseOpts(home), onProgress: (p) => events.push(p), onProgressIntervalMs: 0 });
+  const total = checkpointNames.reduce((n, name) => n + byName.get(name)!.data.length, 0);
+  const check = (events: DownloadProgress[]) => {
+    assert.deepEqual([...new Set(events.map((e) => e.fileIndex))], checkpointNames.map((_, i) => i + 1), 'files in order, each reported');
+    for (const e of events) {
+      assert.equal(e.repo, REPO);
+      assert.equal(e.files, checkpointNames.length);
+      assert.equal(e.totalBytes, total);
+      assert.equal(e.fileSize, byName.get(e.file)!.data.length, `${e.file}: size`);
+      assert.ok(e.fileBytes >= 0 && e.fileBytes <= e.fileSize!, `${e.file}: ${e.fileBytes} bytes`);
+    }
+    for (let i = 1; i < events.length; i++) assert.ok(events[i].bytes >= events[i - 1].bytes, `bytes went back at event ${i}`);
+    for (const name of checkpointNames) {
+      const mine = events.filter((e) => e.file === name);
+      assert.equal(mine[0].fileBytes, 0, `${name} starts at 0`);
+      assert.equal(mine.at(-1)!.fileBytes, byName.get(name)!.data.length, `${name} ends whole`);
+    }
+    assert.equal(events.at(-1)!.bytes, total, 'the last event counts every byte');
+  };
+  check(events);
+  // The weights arrive in many pieces, each reported (no interval between reports here).
+  const weights = events.filter((e) => e.file === 'model.safetensors').map((e) => e.fileBytes);
+  assert.ok(new Set(weights).size > 3, `model.safetensors: ${weights.length} reports`);
+
+  // Cached: every file is reported once, whole, and nothing is fetched.
+  events.length = 0;
+  hub.requests = [];
+  await downloadSnapshot(REPO, { ...baseOpts(home), onProgress: (p) => events.push(p) });
+  assert.deepEqual(events.map((e) => [e.file, e.fileBytes]), checkpointNames.map((name) => [name, byName.get(name)!.data.length]));
+  assert.equal(events.at(-1)!.bytes, total);
+  assert.equal(hub.requests.length, 1, 'only the listing');
 });
 
 test('a transfer cut short is resumed with a Range request instead of starting over', async () => {

@@ -122,8 +122,30 @@ export interface HubDownloadOptions {
   retryDelayMs?: number;
   /** Minimum time between two progress lines of one file. Default 5000 ms. */
   progressIntervalMs?: number;
+  /**
+   * Called as the files arrive: as a transfer starts (at 0, or where a resumed one goes on),
+   * at most every `onProgressIntervalMs` (default 100 ms) while it runs, and as each file is in
+   * place (a cached file only then).
+   */
+  onProgress?: (progress: DownloadProgress) => void;
+  onProgressIntervalMs?: number;
   /** Time limit of the repository listing request. Default 30 s. */
   metadataTimeoutMs?: number;
+}
+
+/** How far a snapshot download is (HubDownloadOptions.onProgress). */
+export interface DownloadProgress {
+  repo: string;
+  /** The file being fetched, its place among the files fetched (from 1), and how many they are. */
+  file: string;
+  fileIndex: number;
+  files: number;
+  /** Bytes of this file on disk so far (a resumed part counts), and its size where the hub says. */
+  fileBytes: number;
+  fileSize?: number;
+  /** Bytes of all the files so far (files already cached count whole), and of all of them. */
+  bytes: number;
+  totalBytes: number;
 }
 
 interface Sibling {
@@ -327,7 +349,7 @@ class Downloader {
    * Downloads one file into `blobs/` (resuming `<blob>.incomplete`), verifies it, and returns the blob
    * name. Files whose blob is already complete are not requested again.
    */
-  async fetchBlob(repoDir: string, commit: string, expect: FileExpectation): Promise<string> {
+  async fetchBlob(repoDir: string, commit: string, expect: FileExpectation, onBytes?: (received: number) => void): Promise<string> {
     const blobsDir = join(repoDir, 'blobs');
     mkdirSync(blobsDir, { recursive: true });
     const known = expect.sha256 ?? expect.gitBlobId;
@@ -340,7 +362,7 @@ class Downloader {
     const url = `${this.endpoint}/${this.repoId}/resolve/${commit}/${expect.rfilename.split('/').map(encodeURIComponent).join('/')}`;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.transfer(url, blobsDir, commit, expect);
+        return await this.transfer(url, blobsDir, commit, expect, onBytes);
       } catch (err) {
         const retriable = err instanceof TransferInterrupted || (err instanceof HubError && (err.network || (err.status !== undefined && (err.status >= 500 || err.status === 429))));
         if (!retriable || attempt >= this.retries || this.signal?.aborted) {
@@ -356,7 +378,7 @@ class Downloader {
     }
   }
 
-  private async transfer(url: string, blobsDir: string, commit: string, expect: FileExpectation): Promise<string> {
+  private async transfer(url: string, blobsDir: string, commit: string, expect: FileExpectation, onBytes?: (received: number) => void): Promise<string> {
     const what = `downloading ${expect.rfilename} of ${this.repoId}`;
     let etag = expect.sha256 ?? expect.gitBlobId;
     let incomplete = etag ? join(blobsDir, `${etag}.incomplete`) : undefined;
@@ -438,6 +460,7 @@ class Downloader {
 
     const file = await open(incomplete, start > 0 ? 'a' : 'w');
     let received = start;
+    onBytes?.(received);
     const t0 = Date.now();
     let lastLog = t0;
     try {
@@ -447,6 +470,7 @@ class Downloader {
             await file.write(chunk);
             hasher?.update(chunk);
             received += chunk.byteLength;
+            onBytes?.(received);
             const now = Date.now();
             if (now - lastLog >= this.progressIntervalMs) {
               lastLog = now;
@@ -561,15 +585,31 @@ export async function downloadSnapshot(repoId: string, opts: HubDownloadOptions 
     throw new HubError(`${repoId}@${revision} on ${hubEndpoint(opts.endpoint)} holds no checkpoint files (config.json, *.safetensors); is it the right repository?`);
   }
   for (const s of wanted) safeRelativePath(s.rfilename);
-  const total = wanted.reduce((sum, s) => sum + (s.lfs?.size ?? s.size ?? 0), 0);
+  const sizeOf = (s: Sibling) => s.lfs?.size ?? s.size;
+  const total = wanted.reduce((sum, s) => sum + (sizeOf(s) ?? 0), 0);
   log(`${repoId}@${revision} is commit ${info.sha}: ${wanted.length} files, ${formatBytes(total)}; cache ${repoDir}`);
 
-  for (const s of wanted) {
+  let before = 0;
+  let lastReport = 0;
+  const everyMs = opts.onProgressIntervalMs ?? 100;
+  for (const [k, s] of wanted.entries()) {
     const expect: FileExpectation = s.lfs?.sha256
       ? { rfilename: s.rfilename, sha256: s.lfs.sha256.toLowerCase(), size: s.lfs.size ?? s.size }
       : { rfilename: s.rfilename, gitBlobId: typeof s.blobId === 'string' && /^[0-9a-f]{40}$/.test(s.blobId) ? s.blobId : undefined, size: s.size };
-    const blob = await downloader.fetchBlob(repoDir, info.sha, expect);
+    let started = false;
+    const report = (fileBytes: number, edge: boolean) => {
+      if (!opts.onProgress) return;
+      const now = Date.now();
+      if (started && !edge && now - lastReport < everyMs) return;
+      started = true;
+      lastReport = now;
+      opts.onProgress({ repo: repoId, file: s.rfilename, fileIndex: k + 1, files: wanted.length, fileBytes, fileSize: sizeOf(s), bytes: before + fileBytes, totalBytes: total });
+    };
+    const blob = await downloader.fetchBlob(repoDir, info.sha, expect, opts.onProgress ? (received) => report(received, false) : undefined);
     linkIntoSnapshot(repoDir, info.sha, s.rfilename, blob);
+    const size = sizeOf(s) ?? statSync(join(repoDir, 'blobs', blob)).size;
+    report(size, true);
+    before += size;
   }
 
   if (!isCommitHash(revision)) {

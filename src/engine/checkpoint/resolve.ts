@@ -25,6 +25,7 @@ import {
   offlineFromEnv,
   readCachedRef,
   repoCacheDir,
+  type HubDownloadOptions,
 } from './hub-download.ts';
 
 export interface ResolveOptions {
@@ -41,6 +42,8 @@ export interface ResolveOptions {
   /** Branch, tag or commit hash of a repo id. Default `main`. */
   revision?: string;
   log?: (msg: string) => void;
+  /** Download progress of a repo id (downloadSnapshot's onProgress). */
+  onDownload?: HubDownloadOptions['onProgress'];
   signal?: AbortSignal;
 }
 
@@ -149,6 +152,7 @@ export async function resolveCheckpoint(nameOrPath: string, opts: ResolveOptions
       token: opts.token,
       revision,
       log,
+      onProgress: opts.onDownload,
       signal: opts.signal,
     });
   } catch (err) {
