@@ -6,6 +6,7 @@
  *
  *   npm run bench -- [--sizes 1.7b,0.6b] [--quants int8,int4,none] [--out FILE] [--threads N]
  *   npm run bench -- --concurrency 1,4,8,16 [--sizes 1.7b,0.6b]   (many callers, int8: bench-concurrency.ts)
+ *   npm run bench -- --realtime [--sizes 1.7b,0.6b]                (live transcription, int8: bench-realtime.ts)
  *
  * Prints a table and writes the JSON results (default bench-results/bench-<time>.json).
  */
@@ -30,6 +31,10 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '10' },
     /** Client counts for the serving benchmark (bench-concurrency.ts); given, only it runs. */
     concurrency: { type: 'string' },
+    /** Live transcription (bench-realtime.ts), int8; given, only it runs. */
+    realtime: { type: 'boolean', default: false },
+    /** Streams tried at once per model in the realtime benchmark, as size:list;size:list. */
+    'realtime-streams': { type: 'string', default: '0.6b:2,4,6;1.7b:1,2,3' },
   },
 });
 
@@ -47,6 +52,39 @@ function checkpoint(size: string): string {
     execFileSync(process.execPath, [...tsx, join(REPO_ROOT, 'src/tools/make-checkpoint.ts'), '--size', size, '--out', dir], { stdio: 'inherit' });
   }
   return dir;
+}
+
+if (values.realtime) {
+  // Live transcription, int8, each model in its own process.
+  const streamsOf = new Map(values['realtime-streams']!.split(';').map((p) => p.split(':') as [string, string]));
+  const runs: Record<string, any>[] = [];
+  for (const size of values.sizes!.split(',').reverse()) {
+    console.error(`bench: ${size} int8, live transcription ...`);
+    const out = execFileSync(
+      process.execPath,
+      [...tsx, join(REPO_ROOT, 'src/bench/bench-realtime.ts'), '--model', checkpoint(size), '--quant', 'int8', '--threads', values.threads!, '--streams', streamsOf.get(size) ?? '1,2,4'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 },
+    );
+    runs.push({ size, ...JSON.parse(out.trim().split('\n').pop()!) });
+  }
+  const f = (x: number, d = 2) => x.toFixed(d);
+  console.log(`ONNX Runtime intra-op threads: ${threads}; malloc huge pages: ${hugePages}; decoding forced to 4 tokens per audio second\n`);
+  console.log('Compute per update along one utterance (s; the update there / median of the five around it):\n');
+  console.log('| model | 5 s | 15 s | 30 s | 60 s | 60 s ÷ 5 s |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of runs) {
+    const p = r.positions.points;
+    console.log(`| ${r.size} | ${[5, 15, 30, 60].map((t) => `${f(p[t].update)} / ${f(p[t].median5)}`).join(' | ')} | ${f(r.positions.ratio60to5)} |`);
+  }
+  console.log('\nStreams at once, audio in real time (latency from the end of a chunk to its update, s):\n');
+  console.log('| model | streams | update every | p50 | p95 | keeps up |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of runs) for (const c of r.concurrency) console.log(`| ${r.size} | ${c.streams} | ${c.interval} s | ${f(c.latencyP50)} | ${f(c.latencyP95)} | ${c.keepsUp ? 'yes' : 'no'} |`);
+  const outFile = values.out ?? join(REPO_ROOT, 'bench-results', `bench-realtime-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(join(outFile, '..'), { recursive: true });
+  writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), threads, hugePages, runs }, null, 2));
+  console.error(`bench: results written to ${outFile}`);
+  process.exit(0);
 }
 
 if (values.concurrency) {

@@ -73,12 +73,36 @@ describe('live transcript (tiny-a, fp32)', () => {
     }
   });
 
+  test('drafted rolled-back ids give the ids step-by-step decoding gives, in fewer steps', async () => {
+    const drafted = new LiveTranscript(model, { language: 'English' });
+    const stepwise = new LiveTranscript(model, { language: 'English', draft: false });
+    let confirmed = 0;
+    for (let seconds = 1; seconds <= 24; seconds += 1) {
+      const samples = speech.subarray(0, seconds * SR);
+      const a = await drafted.update(samples, { maxNewTokens: 12 });
+      const b = await stepwise.update(samples, { maxNewTokens: 12 });
+      assert.deepEqual(a.ids, b.ids, `${seconds} s`);
+      assert.equal(b.drafted, 0);
+      confirmed += a.drafted;
+    }
+    assert.ok(confirmed > 0, 'some drafted ids were confirmed');
+  });
+
+  test('completeFrom: a whole utterance decoded forced to begin with the text already sent', async () => {
+    for (const language of ['English', undefined]) {
+      const live = new LiveTranscript(model, { language });
+      const u = await live.completeFrom(speech.subarray(0, 6 * SR), 'And so my', 'English', { maxNewTokens: 20 });
+      assert.ok(u.text.startsWith('And so my'), `${language ?? 'detected'}: ${JSON.stringify(u.text)}`);
+      assert.ok(u.decoded > 0);
+    }
+  });
+
   test('later updates prefill the open window, the tail and the fixed text only', async () => {
     const live = new LiveTranscript(model, { language: 'English' });
     const prefilled: number[] = [];
     for (let seconds = 2; seconds <= 60; seconds += 2) {
       const u = await live.update(speech.subarray(0, seconds * SR), { maxNewTokens: 12 });
-      prefilled.push(u.prefilled - u.ids.length);
+      prefilled.push(u.prefilled - u.ids.length + u.decoded);
       assert.equal(u.cachedAudioTokens, Math.floor((seconds * 100 - 1) / 800) * 104, `${seconds} s`);
     }
     // Open window (at most 104 tokens) plus the prompt's tail, whatever the length so far.

@@ -14,7 +14,9 @@
  * This keeps the finished windows in a cache row of its own. An update encodes only the open
  * window, prefills its audio tokens, the prompt's tail and the text fixed so far (the previous
  * update's output less its last ROLLBACK_TOKENS ids, as the official streaming does), and
- * decodes the new tokens in the batch every caller shares.
+ * decodes the new tokens in the batch every caller shares. The rolled-back ids go along as a
+ * draft that the prefill pass checks (PreparedPrompt.draft), so those greedy decoding writes
+ * again need no decoding step.
  */
 import { ASR_TEXT_TAG, parseAsrOutput } from '../text/output-parser.ts';
 import { buildAsrPrompt } from '../text/prompt.ts';
@@ -34,6 +36,8 @@ export interface LiveTranscriptOptions {
   context?: string;
   /** Whose rows these are in the shared batch (fairness between callers). */
   owner?: unknown;
+  /** Send the rolled-back ids as a draft (default true; false decodes them step by step, for tests). */
+  draft?: boolean;
 }
 
 export interface LiveUpdateOptions {
@@ -53,6 +57,8 @@ export interface LiveUpdate {
   /** Positions prefilled and tokens decoded by this update: its work. */
   prefilled: number;
   decoded: number;
+  /** Of the decoded tokens, drafted ones the prefill pass confirmed (no step of their own). */
+  drafted: number;
   /** Audio tokens held in the cache (finished windows). */
   cachedAudioTokens: number;
 }
@@ -65,6 +71,8 @@ export class LiveTranscript {
   private tailIds: number[] = [];
   private lastIds: number[] = [];
   private updates = 0;
+  /** Ids every update begins with, whatever came before (completeFrom). */
+  private forced: number[] | undefined;
   private readonly asrTextId: number | undefined;
   private readonly windowFrames: number;
 
@@ -108,7 +116,7 @@ export class LiveTranscript {
     this.updates++;
     const raw = this.model.tokenizer.decode(ids, { skipSpecialTokens: true });
     const parsed = parseAsrOutput(raw, this.opts.language);
-    return { ids, text: parsed.text, language: parsed.language, prefilled: work.prefilled, decoded: out.decoded, cachedAudioTokens: work.cachedAudioTokens };
+    return { ids, text: parsed.text, language: parsed.language, prefilled: work.prefilled, decoded: out.decoded, drafted: out.drafted ?? 0, cachedAudioTokens: work.cachedAudioTokens };
   }
 
   /**
@@ -124,7 +132,8 @@ export class LiveTranscript {
     const forced = [...header, ...tok.encode(text, { allowAddedTokens: false })];
     const fresh = new LiveTranscript(this.model, this.opts);
     fresh.updates = UNFIXED_UPDATES;
-    fresh.lastIds = [...forced, ...new Array<number>(ROLLBACK_TOKENS).fill(-1)];
+    fresh.lastIds = forced;
+    fresh.forced = forced;
     const out = await fresh.update(samples, opts);
     fresh.release();
     return out;
@@ -140,6 +149,7 @@ export class LiveTranscript {
    * inside a character (the decoder shows U+FFFD): none for the first UNFIXED_UPDATES.
    */
   private fixedIds(): number[] {
+    if (this.forced) return this.forced;
     if (this.updates < UNFIXED_UPDATES) return [];
     let n = Math.max(0, this.lastIds.length - ROLLBACK_TOKENS);
     while (n > 0 && this.model.tokenizer.decode(this.lastIds.slice(0, n), { skipSpecialTokens: true }).endsWith('\uFFFD')) n--;
@@ -200,13 +210,16 @@ export class LiveTranscript {
 
     const open = hasOpen ? audio[audio.length - 1] : new Float32Array(0);
     const openTokens = open.length / H;
-    const after = [...this.tailIds, ...fixed];
+    // The rolled-back ids go in as a draft: checked in the prefill pass, so the ones greedy
+    // decoding picks again cost no step of their own.
+    const draft = this.opts.draft !== false && this.updates >= UNFIXED_UPDATES ? this.lastIds.slice(fixed.length) : [];
+    const after = [...this.tailIds, ...fixed, ...draft];
     const embeds = new Float32Array((openTokens + after.length) * H);
     embeds.set(open, 0);
     embeds.set(this.embedIds(after), open.length);
     const length = openTokens + after.length;
     const room = model.config.text.maxPositionEmbeddings - this.prefix.len - length;
-    return { embeds, length, maxNewTokens: Math.max(1, Math.min(maxNewTokens, room)), prefix: { cache: this.prefix, row: 0 } };
+    return { embeds, length, maxNewTokens: Math.max(1, Math.min(maxNewTokens, room)), prefix: { cache: this.prefix, row: 0 }, draft };
   }
 
   private embedIds(ids: number[]): Float32Array {

@@ -149,24 +149,28 @@ export async function prefillPrompts(
 /**
  * Prompts that continue from a cached row (PreparedPrompt.prefix): each is prefilled on its
  * own copy of that row, in passes of at most `chunk` positions, and hands over the logits of
- * its last position. Returns, per prompt, the cache holding it (row 0).
+ * its last `wanted(i)` positions (the last one's first, then the earlier ones in order, by
+ * position). Returns, per prompt, the cache holding it (row 0).
  */
 export async function prefillContinuations(
   decoder: TextDecoder,
   prompts: { embeds: Float32Array; length: number; prefix: { cache: KvCache; row: number } }[],
-  opts: { chunk?: number; onLogits: (i: number, logits: Float32Array, offset: number) => void; check?: () => void },
+  opts: { chunk?: number; wanted?: (i: number) => number; onLogits: (i: number, position: number, logits: Float32Array, offset: number) => void; check?: () => void },
 ): Promise<{ cache: KvCache; row: number }[]> {
   const H = decoder.cfg.hiddenSize;
+  const V = decoder.headRows;
   const out: { cache: KvCache; row: number }[] = [];
   for (const [i, p] of prompts.entries()) {
     const cache = KvCacheClass.stack([p.prefix], p.length);
     const chunk = Math.max(1, opts.chunk ?? prefillPositions(1));
+    const from = p.length - Math.max(1, opts.wanted?.(i) ?? 1);
     for (let c0 = 0; c0 < p.length; c0 += chunk) {
       opts.check?.();
       const S = Math.min(chunk, p.length - c0);
-      const last = c0 + S === p.length;
-      const { logits } = await decoder.forward(cache, p.embeds.subarray(c0 * H, (c0 + S) * H), S, [last ? S - 1 : 0]);
-      if (last) opts.onLogits(i, logits!, 0);
+      const rows: number[] = [];
+      for (let t = Math.max(from, c0); t < c0 + S; t++) rows.push(t - c0);
+      const { logits } = await decoder.forward(cache, p.embeds.subarray(c0 * H, (c0 + S) * H), S, rows.length ? rows : [0]);
+      rows.forEach((r, k) => opts.onLogits(i, c0 + r, logits!, k * V));
     }
     out.push({ cache, row: 0 });
   }

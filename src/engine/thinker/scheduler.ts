@@ -30,6 +30,14 @@ export interface PreparedPrompt {
    * positions that changed are prefilled. The row's cache is read, never changed.
    */
   prefix?: { cache: KvCache; row: number };
+  /**
+   * With a prefix: the prompt's last `draft.length` positions are ids the job expects to
+   * generate next (a live update's rolled-back tokens). They are checked against the logits of
+   * the positions before them, as greedy decoding would pick, in the prefill pass: the ones
+   * that match are taken as generated and the rest leave the cache, so the output is what
+   * decoding them step by step gives, in fewer steps.
+   */
+  draft?: number[];
 }
 
 export interface DecodeJobOptions {
@@ -75,6 +83,8 @@ export interface SchedulerOptions<P> {
 export interface ScheduledOutput extends GenerationOutput {
   /** Ids decoded by the model; fewer than ids.length when a loop was continued without decoding. */
   decoded: number;
+  /** Of those, drafted ids the prefill pass confirmed (PreparedPrompt.draft): no step of their own. */
+  drafted?: number;
 }
 
 /** The longest unit, in ids, the repetition guard looks for. */
@@ -249,6 +259,7 @@ export class DecodeScheduler<P> {
     // otherwise the rows are stacked into a new cache, which gets it.
     const oneGroup = alone && continued.length === 0 && prefillGroups(prompts.map((p) => p.length)).length === 1;
     const parts: { cache: KvCache; row: number }[] = new Array(prompts.length);
+    const accepted: number[][] = prompts.map(() => []);
     try {
       // A job cancelled while its prompt is prefilled fails the whole admission: the next
       // loop admits the others again.
@@ -267,16 +278,32 @@ export class DecodeScheduler<P> {
         },
       );
       freshParts.forEach((part, k) => (parts[fresh[k]] = part));
+      const drafts = continued.map((i) => prompts[i].draft ?? []);
+      const draftLogits = drafts.map((d) => new Float32Array((d.length + 1) * V));
       const continuedParts = await prefillContinuations(
         this.decoder,
-        continued.map((i) => prompts[i] as Required<PreparedPrompt>),
+        continued.map((i) => prompts[i] as PreparedPrompt & { prefix: NonNullable<PreparedPrompt['prefix']> }),
         {
           chunk: this.opts.prefillChunk,
-          onLogits: (k, out, offset) => first.set(out.subarray(offset, offset + V), continued[k] * V),
+          wanted: (k) => drafts[k].length + 1,
+          onLogits: (k, position, out, offset) => {
+            const slot = position - (prompts[continued[k]].length - drafts[k].length - 1);
+            draftLogits[k].set(out.subarray(offset, offset + V), slot * V);
+          },
           check,
         },
       );
-      continuedParts.forEach((part, k) => (parts[continued[k]] = part));
+      continuedParts.forEach((part, k) => {
+        const i = continued[k];
+        // Drafted ids greedy decoding confirms, up to the first it would not pick.
+        const d = drafts[k];
+        let kept = 0;
+        while (kept < d.length && kept + 1 < prompts[i].maxNewTokens && argmax(draftLogits[k], kept * V, V) === d[kept]) kept++;
+        accepted[i] = d.slice(0, kept);
+        part.cache.len -= d.length - kept;
+        first.set(draftLogits[k].subarray(kept * V, (kept + 1) * V), i * V);
+        parts[i] = part;
+      });
     } catch (err) {
       if (!(err instanceof AbortError)) {
         for (const job of jobs) job.reject(err as Error);
@@ -291,7 +318,7 @@ export class DecodeScheduler<P> {
     }
     const rows: Row<P>[] = jobs.map((job, i) => ({
       job,
-      out: { ids: [], stopReason: 'max_new_tokens', decoded: 0 },
+      out: { ids: [...accepted[i]], stopReason: 'max_new_tokens', decoded: accepted[i].length, drafted: accepted[i].length },
       maxNewTokens: prompts[i].maxNewTokens,
       stopIds: job.opts.ignoreStopTokens ? new Set<number>() : this.opts.stopIds,
       pending: argmax(first, i * V, V),
