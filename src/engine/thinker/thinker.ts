@@ -27,6 +27,8 @@ export interface ModelLoadOptions {
   /** Compiled-graph cache folder; false disables it (default: see runtime/session.ts). */
   cacheDir?: string | false;
   log?: (msg: string) => void;
+  /** Called as the build of each part (its graphs and sessions) starts: its name, its place from 1, how many parts. */
+  onPart?: (part: 'audio encoder' | 'text decoder', index: number, parts: number) => void;
 }
 
 export interface ThinkerParts {
@@ -63,11 +65,13 @@ export async function loadThinker(
   const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files, code: [] }, scratch };
   try {
     const t0 = Date.now();
+    opts.onPart?.('audio encoder', 1, 2);
     const encoder = await AudioEncoder.load(store, config.audio, { precision: precisions.encoder, int8Kernel: precisions.int8Kernel }, session);
     // Which integer kernel the int8 products use (u8u8 on CPUs without VNNI; runtime/int8-kernel.ts).
     const kernel = precisions.encoder === 'w8a8' || precisions.kvCache === 'int8' ? `, ${precisions.int8Kernel} integer kernel` : '';
     opts.log?.(`${dir}: audio encoder ready (${precisions.encoder}${kernel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const t1 = Date.now();
+    opts.onPart?.('text decoder', 2, 2);
     const dec = { ...decoderOptions(config, precisions), int8Kernel: precisions.int8Kernel, stepGraphRows: precisions.stepGraphRows };
     const decoder = await TextDecoder.load(store, config.text, dec, session);
     const passes = decoder.twoGraphs
