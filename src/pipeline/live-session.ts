@@ -105,7 +105,7 @@ export class LiveSessionProxy implements LiveSession {
     if (this.closed) throw new PipelineError('bad_request', 'The live session is closed.');
   }
 
-  /** A message from the engine thread for this session. */
+  /** A message from the engine thread for this live session. */
   deliver(msg: FromLiveWorker): void {
     if (this.closed) return;
     if (msg.type === 'live.event') this.onEvent(msg.event);

@@ -5,11 +5,12 @@
  * with). Reported in the server's configuration log line and in the benchmark results, so a
  * slow load can be told from a process started without it.
  *
- * Why it matters: most of what ONNX Runtime does at load is fill fresh memory. Creating the
- * 1.7B int8 decoder's session from its cached graph is mostly repacking the W8A8 weights for
- * the integer kernels, and on virtual machines the first touch of each 4 kB page is slow. On
- * an AMD EPYC Zen 5 VM, 2 vCPUs, a cached 1.7B int8 load takes about 7 s with huge pages
- * against about 11 s without, and the first full-length audio-encoder run after a load (whose
+ * Why it matters: on virtual machines the first touch of each 4 kB page is slow, and a load
+ * fills fresh memory: the embedding table, and, the first time a cached graph is used on a
+ * machine, the W8A8 weights ONNX Runtime repacks for the integer kernels (later loads map the
+ * packed weights from the cache instead: prepacked.ts). Measured before those were kept, on an
+ * AMD EPYC Zen 5 VM, 2 vCPUs: a cached 1.7B int8 load took about 7 s with huge pages against
+ * about 11 s without, and the first full-length audio-encoder run after a load (whose
  * activations are fresh memory) is faster too; later runs reuse ONNX Runtime's arena either
  * way, and decoding is no faster or slower. The cost is a little more resident memory, as
  * memory is granted in 2 MB pages. docs/benchmarks.md has the full measurements.

@@ -11,14 +11,19 @@
  * - `QWEN3_ASR_CACHE=0`: a private temporary folder, removed right after the session is
  *   created (ONNX Runtime has read or mapped the weights by then; on Linux a mapped file
  *   outlives its directory entry).
+ *
+ * On the CPU, a cache entry used on a machine for the first time also gets ONNX Runtime's
+ * prepacked weights saved into it (prepacked.ts), so later inference sessions map them from the file
+ * instead of packing them into fresh memory (when SessionOptions.prepacked is true).
  */
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { intraOpThreads } from './cpu-threads.ts';
 import { ExternalDataFile, GraphBuilder } from './onnx-graph.ts';
 import { cacheSlot, checkpointCacheKey, pruneSlot, type CacheSource } from './graph-cache.ts';
+import { attachPrepacked, lockForPacking, packedFor, packingFolder, savingOptions, unpackedModel, wantsPacking } from './prepacked.ts';
 import type { Scratch } from './scratch.ts';
 import type { Device } from '../types.ts';
 import { readSetting } from '../../settings/settings.ts';
@@ -33,6 +38,16 @@ export interface SessionOptions {
   cacheSource?: CacheSource;
   /** Buffers shared by the graphs built in one load (scratch.ts); the caller releases them after. */
   scratch?: Scratch;
+  /** Told how each session was made and how long that took (load timings). */
+  log?: (msg: string) => void;
+  /**
+   * Whether sessions from the cache map ONNX Runtime's prepacked weights from it (default
+   * false, as a long-running server would rather keep its speed; prepacked.ts). The trade, on an AMD EPYC Zen 5 VM, 2 vCPUs: a cached 1.7B int8
+   * decoder session about 1 s sooner and 1.75 GB less heap, against transcription about 7%
+   * slower, as the mapped weights sit in 4 kB pages where the session's own memory has 2 MB
+   * ones (docs/benchmarks.md).
+   */
+  prepacked?: boolean;
 }
 
 /** `session` with the graph-building modules whose source joins the cache key (graph-cache.ts). */
@@ -82,9 +97,14 @@ export function sessionOptions(name: string, opts: SessionOptions): ort.Inferenc
   return options;
 }
 
-async function openSession(name: string, modelPath: string, opts: SessionOptions): Promise<ort.InferenceSession> {
+async function openSession(name: string, modelPath: string, opts: SessionOptions, saving?: ReturnType<typeof savingOptions>): Promise<ort.InferenceSession> {
+  const options = sessionOptions(name, opts);
+  if (saving) {
+    options.optimizedModelFilePath = saving.optimizedModelFilePath;
+    options.extra = { ...options.extra, session: { ...(options.extra as { session?: object })?.session, ...saving.session } };
+  }
   try {
-    return await ort.InferenceSession.create(modelPath, sessionOptions(name, opts));
+    return await ort.InferenceSession.create(modelPath, options);
   } catch (err) {
     const msg = (err as Error).message ?? String(err);
     if (opts.device !== 'cpu' && /cuda|shared library|provider/i.test(msg)) {
@@ -140,7 +160,7 @@ export async function createSession(
     const done = join(dir, 'complete');
     if (existsSync(done)) {
       try {
-        return await openSession(name, join(dir, `${name}.onnx`), opts);
+        return await openCached(name, dir, opts, 'cached graph');
       } catch (err) {
         if (err instanceof DeviceError) throw err;
         rmSync(dir, { recursive: true, force: true }); // damaged cache entry: rebuild below
@@ -148,6 +168,7 @@ export async function createSession(
     }
     const tmp = `${dir}.partial-${process.pid}-${Date.now()}`;
     mkdirSync(tmp, { recursive: true });
+    const started = performance.now();
     try {
       writeModel(tmp, name, build, opts.scratch);
       writeFileSync(join(tmp, 'slot'), slot);
@@ -159,13 +180,73 @@ export async function createSession(
       throw err;
     }
     pruneSlot(cacheRoot, name, entry, slot);
-    return openSession(name, join(dir, `${name}.onnx`), opts);
+    return openCached(name, dir, opts, `graph built in ${seconds(started)} s`);
   }
   const dir = join(tmpdir(), `qwen3-asr-${name}-${process.pid}-${Date.now()}`);
   mkdirSync(dir, { recursive: true });
   try {
-    return await openSession(name, writeModel(dir, name, build, opts.scratch), opts);
+    const started = performance.now();
+    const modelPath = writeModel(dir, name, build, opts.scratch);
+    const built = seconds(started);
+    const opening = performance.now();
+    const session = await openSession(name, modelPath, opts);
+    opts.log?.(`${name}: session in ${seconds(opening)} s (graph built in ${built} s, no cache)`);
+    return session;
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const seconds = (since: number) => ((performance.now() - since) / 1000).toFixed(1);
+
+/**
+ * The session of a complete cache entry. On the CPU, when the entry is used on this machine
+ * for the first time, ONNX Runtime's prepacked weights are saved into it too (prepacked.ts);
+ * packing is an optimisation, so a failure there leaves the entry as it was and the session
+ * in use.
+ */
+async function openCached(name: string, dir: string, opts: SessionOptions, how: string): Promise<ort.InferenceSession> {
+  const started = performance.now();
+  // Blobs are packed for ONNX Runtime's CPU kernels: other devices get the model as built.
+  if (opts.prepacked !== true || opts.device !== 'cpu') {
+    const plain = unpackedModel(dir, name);
+    const session = await openSession(name, existsSync(plain) ? plain : join(dir, `${name}.onnx`), opts);
+    opts.log?.(`${name}: session in ${seconds(started)} s (${how}${opts.device === 'cpu' ? ', weights packed into memory' : ''})`);
+    return session;
+  }
+  const modelPath = join(dir, `${name}.onnx`);
+  const lock = wantsPacking(dir) ? lockForPacking(dir) : undefined;
+  if (!lock) {
+    const session = await openSession(name, modelPath, opts);
+    opts.log?.(`${name}: session in ${seconds(started)} s (${how}${packedFor(dir) ? ', prepacked weights mapped' : ''})`);
+    return session;
+  }
+  try {
+    const folder = packingFolder(dir);
+    let session: ort.InferenceSession;
+    try {
+      session = await openSession(name, modelPath, opts, savingOptions(folder, name));
+    } catch (err) {
+      rmSync(folder, { recursive: true, force: true });
+      throw err;
+    }
+    const opened = seconds(started);
+    try {
+      const bytes = attachPrepacked(dir, name, folder);
+      opts.log?.(`${name}: session in ${opened} s (${how}), prepacked weights saved to the cache in ${seconds(started)} s (${(bytes / 1e9).toFixed(2)} GB, ${gb(join(dir, `${name}.weights`))} GB in all)`);
+    } catch (err) {
+      opts.log?.(`${name}: session in ${opened} s (${how}); saving its prepacked weights failed: ${(err as Error).message}`);
+    }
+    return session;
+  } finally {
+    lock.release();
+  }
+}
+
+function gb(file: string): string {
+  try {
+    return (statSync(file).size / 1e9).toFixed(2);
+  } catch {
+    return '?';
   }
 }

@@ -10,10 +10,11 @@
  * positions are masked out of attention and each row's positions count from its own first
  * real token (spec §6.2).
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { type TextDecoderConfig } from '../checkpoint/config.ts';
 import { buildDecoderGraph, DECODER_GRAPH_SOURCE, type DecoderGraphOptions } from '../graphs/decoder-graph.ts';
-import { type SafetensorsStore, toFloat32 } from '../checkpoint/safetensors.ts';
+import { type SafetensorsStore, type TensorInfo, toFloat32 } from '../checkpoint/safetensors.ts';
 import { builtBy, createSession, type SessionOptions } from '../runtime/session.ts';
 import { type LinearOptions } from '../graphs/layers.ts';
 import { int8Offset } from '../runtime/int8-kernel.ts';
@@ -21,6 +22,50 @@ import { defaultInt8Kernel } from './precision.ts';
 import { int8View, KvCache, quantizeVectorsInt8, type KvCacheFormat } from '../runtime/kv-cache.ts';
 
 const NEG = -1e30;
+const EMBEDDING = 'thinker.model.embed_tokens.weight';
+
+/**
+ * The embedding table, read from the checkpoint file a row at a time as tokens are embedded
+ * (a prompt's few hundred rows, then one per sequence a step: microseconds each from the page
+ * cache). Reading the whole table at load instead (622 MB for the 1.7B model, bf16) cost more
+ * than a second of CPU, nearly all of it first touches of fresh memory, which are slow on
+ * virtual machines, and kept the table resident though a transcription uses a few thousand of
+ * its 151,936 rows. The file stays open while the model is loaded, so a checkpoint replaced on
+ * disk meanwhile is still read as it was.
+ */
+class EmbeddingRows {
+  private fd: number | undefined;
+  private readonly row: Uint8Array;
+
+  constructor(
+    private readonly info: TensorInfo & { dtype: 'BF16' | 'F16' | 'F32' },
+    private readonly hidden: number,
+  ) {
+    this.row = new Uint8Array(hidden * (info.dtype === 'F32' ? 4 : 2));
+    this.fd = openSync(info.file, 'r');
+  }
+
+  get rows(): number {
+    return this.info.shape[0];
+  }
+
+  /** Writes row `id` as float32 into out[offset .. offset + hidden). */
+  read(id: number, out: Float32Array, offset: number): void {
+    if (this.fd === undefined) throw new Error('text decoder: embedding after release');
+    const bytes = this.row.byteLength;
+    for (let done = 0; done < bytes; ) {
+      const n = readSync(this.fd, this.row, done, bytes - done, this.info.offset + id * bytes + done);
+      if (n <= 0) throw new Error(`${this.info.file}: unexpected end of file reading row ${id} of tensor ${EMBEDDING}`);
+      done += n;
+    }
+    toFloat32(this.row, this.info.dtype, EMBEDDING, out.subarray(offset, offset + this.hidden));
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
 
 export interface DecoderLoadOptions extends DecoderGraphOptions {
   /**
@@ -41,10 +86,8 @@ export class TextDecoder {
     readonly cfg: TextDecoderConfig,
     private readonly session: ort.InferenceSession,
     private readonly batchSession: ort.InferenceSession | undefined,
-    /** Embedding table, raw checkpoint dtype (bf16 stays 2 bytes a value in memory). */
-    private readonly embedRaw: Uint8Array,
-    private readonly embedDtype: 'BF16' | 'F16' | 'F32',
-    readonly vocabRows: number,
+    /** Embedding table, read from the checkpoint as rows are needed. */
+    private readonly embedding: EmbeddingRows,
     /** Logits per row: the output head's rows (vocabulary, or the aligner's timestamp classes). */
     readonly headRows: number,
     readonly kvCache: KvCacheFormat,
@@ -59,13 +102,23 @@ export class TextDecoder {
     return this.batchSession !== undefined;
   }
 
-  static async load(store: SafetensorsStore, cfg: TextDecoderConfig, opts: DecoderLoadOptions, session: SessionOptions): Promise<TextDecoder> {
-    const embName = 'thinker.model.embed_tokens.weight';
-    const info = store.info(embName);
+  /** Rows of the embedding table. */
+  get vocabRows(): number {
+    return this.embedding.rows;
+  }
+
+  /** The embedding table's tensor, checked against the config. */
+  private static embeddingInfo(store: SafetensorsStore, cfg: TextDecoderConfig): TensorInfo & { dtype: 'BF16' | 'F16' | 'F32' } {
+    const info = store.info(EMBEDDING);
     if (info.shape.length !== 2 || info.shape[1] !== cfg.hiddenSize || info.shape[0] < cfg.vocabSize) {
-      throw new Error(`${info.file}: tensor ${embName} has shape ${JSON.stringify(info.shape)}, expected [${cfg.vocabSize}, ${cfg.hiddenSize}] from config.json`);
+      throw new Error(`${info.file}: tensor ${EMBEDDING} has shape ${JSON.stringify(info.shape)}, expected [${cfg.vocabSize}, ${cfg.hiddenSize}] from config.json`);
     }
-    if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${embName} has unsupported dtype ${info.dtype}`);
+    if (info.dtype !== 'BF16' && info.dtype !== 'F16' && info.dtype !== 'F32') throw new Error(`${info.file}: tensor ${EMBEDDING} has unsupported dtype ${info.dtype}`);
+    return info as TensorInfo & { dtype: 'BF16' | 'F16' | 'F32' };
+  }
+
+  static async load(store: SafetensorsStore, cfg: TextDecoderConfig, opts: DecoderLoadOptions, session: SessionOptions): Promise<TextDecoder> {
+    const info = TextDecoder.embeddingInfo(store, cfg);
     // Cache keys: what the caller chose (precisions, head) names the entry; what the code
     // derives — the graph's form, this CPU's integer kernel (int8-kernel.ts) — is in the key
     // but not the name, so an entry built otherwise is replaced rather than kept beside it.
@@ -85,20 +138,21 @@ export class TextDecoder {
       batch = await createSession('text_decoder_batch', (g) => buildDecoderGraph(g, store, cfg, built(chosenBatch)), session, chosenBatch, { int8Kernel });
     }
     const kvCache = opts.kvCache ?? 'fp32';
-    // The table stays in the buffer it was read into: a copy of the 1.7B model's 622 MB would
-    // cost 2.7 s of page faults (on an AMD EPYC Zen 5 VM, 2 vCPUs) and double the table's
-    // memory until the read buffer is collected.
-    const embRaw = store.readRaw(embName);
-    return new TextDecoder(cfg, sess, batch, new Uint8Array(embRaw.buffer, embRaw.byteOffset, embRaw.byteLength), info.dtype, info.shape[0], opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows);
+    let embedding: EmbeddingRows;
+    try {
+      embedding = new EmbeddingRows(info, cfg.hiddenSize);
+    } catch (err) {
+      await sess.release();
+      await batch?.release();
+      throw err;
+    }
+    return new TextDecoder(cfg, sess, batch, embedding, opts.headRows, kvCache, kvCache === 'int8' ? int8Offset(int8Kernel) : 0, opts.stepGraphRows);
   }
 
   /** Writes the embedding of `id` into out[offset .. offset + H). */
   embed(id: number, out: Float32Array, offset: number): void {
-    const H = this.cfg.hiddenSize;
     if (!(id >= 0 && id < this.vocabRows)) throw new Error(`token id ${id} is outside the embedding table (${this.vocabRows} rows)`);
-    const bytes = this.embedDtype === 'F32' ? 4 : 2;
-    const row = this.embedRaw.subarray(id * H * bytes, (id + 1) * H * bytes);
-    out.set(toFloat32(row, this.embedDtype), offset);
+    this.embedding.read(id, out, offset);
   }
 
   newCache(batch: number, padStart: number[]): KvCache {
@@ -184,5 +238,6 @@ export class TextDecoder {
   async release(): Promise<void> {
     await this.session.release();
     await this.batchSession?.release();
+    this.embedding.close();
   }
 }

@@ -26,6 +26,8 @@ export interface ModelLoadOptions {
   precisions?: Partial<PartPrecisions>;
   /** Compiled-graph cache folder; false disables it (default: see runtime/session.ts). */
   cacheDir?: string | false;
+  /** Whether cached sessions map ONNX Runtime's prepacked weights from the cache (default false; runtime/session.ts SessionOptions.prepacked). */
+  prepacked?: boolean;
   log?: (msg: string) => void;
   /** Called as the build of each part (its graphs and sessions) starts: its name, its place from 1, how many parts. */
   onPart?: (part: 'audio encoder' | 'text decoder', index: number, parts: number) => void;
@@ -50,6 +52,7 @@ export async function loadThinker(
   opts: ModelLoadOptions,
   decoderOptions: (config: ModelConfig, precisions: PartPrecisions) => Omit<DecoderLoadOptions, 'stepGraphRows'>,
 ): Promise<ThinkerParts> {
+  const started = performance.now();
   const config = loadModelConfig(dir);
   if (config.kind !== kind) {
     const name = kind === 'asr' ? 'Qwen3-ASR' : 'Qwen3-ForcedAligner';
@@ -58,11 +61,12 @@ export async function loadThinker(
   const tokenizer = QwenTokenizer.load(dir);
   const features = loadFeatureConfig(dir, config.audio.numMelBins);
   const store = SafetensorsStore.openDir(dir);
+  opts.log?.(`${dir}: tokenizer and configuration read in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   const precisions = { ...precisionsFor(opts.quant, intraOpThreads(opts.threads)), ...opts.precisions };
   // One set of scratch buffers for every graph this load builds, let go when it is done.
   const scratch = new Scratch();
   useQuantizeHelpers(intraOpThreads(opts.threads)); // quantising on as many threads as the sessions run
-  const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files, code: [] }, scratch };
+  const session: SessionOptions = { device: opts.device, threads: opts.threads, cacheDir: opts.cacheDir, cacheSource: { dir, files: store.files, code: [] }, scratch, log: opts.log, prepacked: opts.prepacked };
   try {
     const t0 = Date.now();
     opts.onPart?.('audio encoder', 1, 2);
