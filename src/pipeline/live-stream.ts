@@ -139,7 +139,7 @@ export class LiveStream {
 
     if (this.options.turnDetection) {
       // VAD runs in order over the stream, one piece after another.
-      this.vadPending = this.vadPending.then(() => this.detect(samples, from)).catch((err) => this.deps.log('error', `live VAD failed: ${(err as Error).message}`));
+      this.vadPending = this.vadPending.then(() => this.detect(samples)).catch((err) => this.deps.log('error', `live VAD failed: ${(err as Error).message}`));
       await this.vadPending;
     } else if (!this.utterance && samples.length > 0) {
       this.startUtterance(from, false);
@@ -246,8 +246,8 @@ export class LiveStream {
     this.dropBefore(at);
   }
 
-  /** Server VAD over a new piece that starts at session sample `from`. */
-  private async detect(samples: Float32Array, from: number): Promise<void> {
+  /** Server VAD over a new piece of audio (its windows continue the VAD stream's count). */
+  private async detect(samples: Float32Array): Promise<void> {
     const td = this.options.turnDetection;
     if (!td) return;
     this.vad ??= await this.deps.vadStream();
@@ -282,7 +282,6 @@ export class LiveStream {
         void this.finish(u, end).catch(() => undefined);
       }
     }
-    void from;
   }
 
   /** Past the longest utterance: cut at the quietest 100 ms of its last third and complete the first part. */
