@@ -43,6 +43,7 @@ test('defaults: the original names and defaults, except DEVICE=cpu', () => {
     vadThreshold: 0.5,
     vadMinSilenceMs: 1000,
     cache: true,
+    prepackedWeights: false,
     cacheDir: join(homedir(), '.cache', 'qwen3-asr'),
     int8Kernel: undefined,
     glibcTunables: undefined,
@@ -105,6 +106,7 @@ test('every variable is read', () => {
     HF_TOKEN: 'hf_x',
     QWEN3_ASR_FFMPEG: '/opt/ffmpeg/bin/ffmpeg',
     QWEN3_ASR_ORT_PROFILE: '/tmp/profile',
+    QWEN3_ASR_PREPACKED_WEIGHTS: 'on',
     QWEN3_ASR_SHARED: '/data/shared',
     QWEN3_ASR_GOLDEN_EXTRA: '/a:/b',
   };
@@ -143,6 +145,7 @@ test('every variable is read', () => {
     vadThreshold: 0.35,
     vadMinSilenceMs: 2500,
     cache: false,
+    prepackedWeights: true,
     cacheDir: '/cache/qwen3-asr',
     int8Kernel: 'u8u8',
     glibcTunables: 'glibc.malloc.hugetlb=1',

@@ -41,8 +41,9 @@ export interface SessionOptions {
   /** Told how each session was made and how long that took (load timings). */
   log?: (msg: string) => void;
   /**
-   * Whether sessions from the cache map ONNX Runtime's prepacked weights from it (default
-   * false, as a long-running server would rather keep its speed; prepacked.ts). The trade, on an AMD EPYC Zen 5 VM, 2 vCPUs: a cached 1.7B int8
+   * Whether sessions from the cache map ONNX Runtime's prepacked weights from it (default:
+   * QWEN3_ASR_PREPACKED_WEIGHTS, off, as a long-running server would rather keep its speed;
+   * prepacked.ts). The trade, on an AMD EPYC Zen 5 VM, 2 vCPUs: a cached 1.7B int8
    * decoder session about 1 s sooner and 1.75 GB less heap, against transcription about 7%
    * slower, as the mapped weights sit in 4 kB pages where the session's own memory has 2 MB
    * ones (docs/benchmarks.md).
@@ -208,7 +209,7 @@ const seconds = (since: number) => ((performance.now() - since) / 1000).toFixed(
 async function openCached(name: string, dir: string, opts: SessionOptions, how: string): Promise<ort.InferenceSession> {
   const started = performance.now();
   // Blobs are packed for ONNX Runtime's CPU kernels: other devices get the model as built.
-  if (opts.prepacked !== true || opts.device !== 'cpu') {
+  if (!(opts.prepacked ?? readSetting('prepackedWeights')) || opts.device !== 'cpu') {
     const plain = unpackedModel(dir, name);
     const session = await openSession(name, existsSync(plain) ? plain : join(dir, `${name}.onnx`), opts);
     opts.log?.(`${name}: session in ${seconds(started)} s (${how}${opts.device === 'cpu' ? ', weights packed into memory' : ''})`);

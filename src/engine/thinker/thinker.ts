@@ -26,7 +26,7 @@ export interface ModelLoadOptions {
   precisions?: Partial<PartPrecisions>;
   /** Compiled-graph cache folder; false disables it (default: see runtime/session.ts). */
   cacheDir?: string | false;
-  /** Whether cached sessions map ONNX Runtime's prepacked weights from the cache (default false; runtime/session.ts SessionOptions.prepacked). */
+  /** Whether cached sessions map ONNX Runtime's prepacked weights from the cache (default: QWEN3_ASR_PREPACKED_WEIGHTS, off; runtime/session.ts SessionOptions.prepacked). */
   prepacked?: boolean;
   log?: (msg: string) => void;
   /** Called as the build of each part (its graphs and sessions) starts: its name, its place from 1, how many parts. */
