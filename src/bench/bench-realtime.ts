@@ -4,7 +4,8 @@
  *
  * 1. Cost per update along one utterance: updates every second over the first 62 s of a real
  *    recording (the maximum utterance length raised for this), each timed alone; reported at
- *    5, 15, 30 and 60 s (the update there, and the median of the five around it).
+ *    5, 15, 30 and 60 s (the update there, and the median of the five around it), with the
+ *    dearest update and where the utterance was cut into pieces (live-utterance.ts).
  * 2. Streams at once: each stream's audio arrives in real time (continuous speech, utterances
  *    of `--utterance` seconds, each ending in the exact decode of all of it, as the service
  *    does); an update is due every interval; one still running when the next is due delays
@@ -18,7 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { decodeAudio } from '../audio/decode.ts';
 import { AsrModel } from '../engine/asr/asr-model.ts';
-import { LiveTranscript, ROLLBACK_TOKENS } from '../engine/asr/live-transcript.ts';
+import { ROLLBACK_TOKENS } from '../engine/asr/live-transcript.ts';
+import { LiveUtterance } from '../engine/asr/live-utterance.ts';
 import type { Quantization } from '../pipeline/types.ts';
 import { AUDIO_DIR } from '../testing/shared.ts';
 
@@ -54,12 +56,17 @@ function budget(first: boolean, seconds: number, since: number): number {
 }
 
 async function positions(model: AsrModel, audio: Float32Array): Promise<Record<string, any>> {
-  const live = new LiveTranscript(model, { language: 'English' });
+  const live = new LiveUtterance(model, { language: 'English' });
   const times = new Map<number, { seconds: number; prefilled: number; decoded: number }>();
+  // Audio (s) the last update covered, and where the open piece began.
+  let covered = 0;
+  let pieceStart = 0;
   for (let t = 1; t <= 62; t++) {
     const t0 = now();
-    const u = await live.update(audio.subarray(0, t * SR), { maxNewTokens: budget(t === 1, t, 1), ignoreStopTokens: true });
+    const u = await live.update(audio.subarray(0, t * SR), { maxNewTokens: budget(covered === pieceStart, t - pieceStart, t - covered), ignoreStopTokens: true });
     times.set(t, { seconds: now() - t0, prefilled: u.prefilled, decoded: u.decoded });
+    covered = u.covered / SR;
+    if (u.cutAt !== undefined) pieceStart = covered;
   }
   const at = (t: number) => ({
     update: times.get(t)!.seconds,
@@ -68,7 +75,14 @@ async function positions(model: AsrModel, audio: Float32Array): Promise<Record<s
     decoded: times.get(t)!.decoded,
   });
   const points = Object.fromEntries([5, 15, 30, 60].map((t) => [t, at(t)]));
-  return { points, ratio60to5: points[60].median5 / points[5].median5, all: [...times.entries()].map(([t, v]) => [t, +v.seconds.toFixed(3)]) };
+  const dearest = [...times.entries()].reduce((a, b) => (b[1].seconds > a[1].seconds ? b : a));
+  return {
+    points,
+    ratio60to5: points[60].median5 / points[5].median5,
+    dearest: { at: dearest[0], ...dearest[1] },
+    cuts: live.cuts.map((c) => +(c / SR).toFixed(2)),
+    all: [...times.entries()].map(([t, v]) => [t, +v.seconds.toFixed(3), v.prefilled]),
+  };
 }
 
 async function streams(model: AsrModel, audio: Float32Array, count: number, interval: number, wall: number): Promise<Record<string, any>> {
@@ -82,7 +96,7 @@ async function streams(model: AsrModel, audio: Float32Array, count: number, inte
     const start = t0 + (k * interval) / count;
     await sleep(start - now());
     let uttStart = 0; // audio time (s) where the current utterance began
-    let live = new LiveTranscript(model, { language: 'English', owner: k });
+    let live = new LiveUtterance(model, { language: 'English', owner: k });
     let covered = 0; // audio time the last update covered
     let first = true;
     while (now() - start < wall) {
@@ -100,7 +114,7 @@ async function streams(model: AsrModel, audio: Float32Array, count: number, inte
         finals.push(model.submit({ samples: audio.subarray(offset, offset + utterance * SR), language: 'English', maxNewTokens: Math.ceil(rate * utterance) }, { owner: k, ignoreStopTokens: true }));
         uttStart += utterance;
         live.release();
-        live = new LiveTranscript(model, { language: 'English', owner: k });
+        live = new LiveUtterance(model, { language: 'English', owner: k });
         first = true;
         covered = uttStart;
         continue;
@@ -134,7 +148,7 @@ const model = await AsrModel.load(values.model!, { device: 'cpu', quant: values.
 model.setMaxBatchSize(16);
 const audio = (await decodeAudio(join(AUDIO_DIR, 'notld', '119s_theres_supposed_to_be_another_broadcast.wav'))).samples;
 // Warm-up: the graphs' first runs.
-await new LiveTranscript(model).update(audio.subarray(0, 3 * SR), { maxNewTokens: 4, ignoreStopTokens: true });
+await new LiveUtterance(model).update(audio.subarray(0, 3 * SR), { maxNewTokens: 4, ignoreStopTokens: true });
 
 const result: Record<string, any> = { quant: values.quant, tokensPerSecond: rate };
 if (!values['skip-positions']) result.positions = await positions(model, audio);

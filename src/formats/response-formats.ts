@@ -5,7 +5,7 @@
  */
 import { deflateSync } from 'node:zlib';
 import { toOpenAiLanguageName } from '../pipeline/languages.ts';
-import { joinSegmentTexts } from '../pipeline/merge.ts';
+import { joinSegmentTexts } from '../engine/text/segment-text.ts';
 import { buildCues, formatSrt, formatVtt } from './subtitles.ts';
 import type { TranscriptionResult, TranscriptSegment, WordTimestamp } from '../pipeline/types.ts';
 

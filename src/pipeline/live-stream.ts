@@ -1,7 +1,7 @@
 /**
  * One live transcription in the engine thread: audio arrives in pieces, utterances are found
  * by voice activity detection (or committed by the caller), partial text is decoded as audio
- * comes (engine/asr/live-transcript.ts: a cost per update that does not grow with the
+ * comes (engine/asr/live-utterance.ts: a cost per update that does not grow with the
  * utterance) and each utterance ends in one exact decode of all of it.
  *
  * Timeline: audio is counted in 16 kHz samples from the session's first byte. The current
@@ -9,9 +9,9 @@
  * back as the prefix padding reaches.
  *
  * Partial text: each update's output less its last ROLLBACK_TOKENS ids is what the next update
- * is forced to begin with; of that, the part both this and the previous update agree on, up to
- * a word boundary and through the official parser's collapse rules (settledText), becomes the
- * delta. Deltas are never retracted. The completed transcript is the file pipeline's decode of
+ * is forced to begin with (LiveUtteranceUpdate.settled, with the closed pieces of a long
+ * utterance before it); of that, the part both this and the previous update agree on, up to a
+ * word boundary, becomes the delta. Deltas are never retracted. The completed transcript is the file pipeline's decode of
  * the utterance's samples (runTranscription), so it equals what the HTTP API returns for a
  * file holding the same samples.
  */
@@ -22,8 +22,8 @@ import { decodeAudio } from '../audio/decode.ts';
 import { Resampler } from '../audio/resample.ts';
 import { convertSamples, encodeWav, type WavFormat } from '../audio/wav.ts';
 import type { AsrModel } from '../engine/asr/asr-model.ts';
-import { LiveTranscript, ROLLBACK_TOKENS } from '../engine/asr/live-transcript.ts';
-import { settledText } from '../engine/text/partial-text.ts';
+import { ROLLBACK_TOKENS } from '../engine/asr/live-transcript.ts';
+import { LiveUtterance } from '../engine/asr/live-utterance.ts';
 import type { SileroStream } from '../engine/vad/silero-vad.ts';
 import { MIN_AUDIO_SECONDS, tokenBudget } from './run-transcription.ts';
 import { PipelineError, type LiveAudioFormat, type LiveEvent, type LiveLimits, type LiveOptions } from './types.ts';
@@ -55,7 +55,7 @@ interface Utterance {
   number: number;
   /** First sample (16 kHz, session time). */
   start: number;
-  transcript: LiveTranscript;
+  transcript: LiveUtterance;
   /** Text sent as deltas so far. */
   sent: string;
   /** The previous update's candidate text (what its fixed ids say). */
@@ -237,7 +237,7 @@ export class LiveStream {
     this.utterance = {
       number,
       start: at,
-      transcript: new LiveTranscript(this.deps.asr, { language, context: this.options.context, owner: this }),
+      transcript: new LiveUtterance(this.deps.asr, { language, context: this.options.context, owner: this }),
       sent: '',
       candidate: '',
       updatedTo: at,
@@ -394,7 +394,9 @@ export class LiveStream {
       .update(samples, { maxNewTokens: budget, signal: this.ctrl.signal, ignoreStopTokens: this.deps.forceUpdateTokens !== undefined })
       .then((r) => {
         if (this.closed || this.utterance !== u) return;
-        this.settle(u, r.ids);
+        // An update that closed a piece covered the audio up to its cut: the rest is due next.
+        if (r.cutAt !== undefined) u.updatedTo = u.start + r.covered;
+        this.settle(u, r.settled);
       })
       .catch((err) => {
         if (!this.closed && (err as Error).name !== 'AbortError') this.deps.log('warn', `live update failed: ${(err as Error).message}`);
@@ -406,10 +408,7 @@ export class LiveStream {
   }
 
   /** Sends the text this update and the previous one agree will stay (stableDelta). */
-  private settle(u: Utterance, ids: number[]): void {
-    const tok = this.deps.asr.tokenizer;
-    const fixed = ids.slice(0, Math.max(0, ids.length - ROLLBACK_TOKENS));
-    const candidate = settledText(tok.decode(fixed, { skipSpecialTokens: true }), this.options.language);
+  private settle(u: Utterance, candidate: string): void {
     const { delta, sent } = stableDelta(u.sent, u.candidate, candidate);
     u.candidate = candidate;
     if (delta) {

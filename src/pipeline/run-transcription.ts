@@ -8,7 +8,7 @@ import type { SileroVad } from '../engine/vad/silero-vad.ts';
 import { type ForcedAligner } from '../engine/aligner/aligner-model.ts';
 import { offsetItems } from '../engine/aligner/timestamps.ts';
 import { type AsrModel, type AsrResult } from '../engine/asr/asr-model.ts';
-import { joinSegmentTexts, mergeLanguages } from './merge.ts';
+import { joinSegmentTexts, mergeLanguages } from '../engine/text/segment-text.ts';
 import { PipelineError, type VadSettings, type TranscribeOptions, type TranscriptionResult, type TranscriptSegment, type WordTimestamp } from './types.ts';
 
 export const SAMPLE_RATE = 16000;

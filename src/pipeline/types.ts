@@ -7,6 +7,8 @@
 import type { Device, Quantization, WordTimestamp } from '../engine/types.ts';
 
 export type { Device, Quantization, WordTimestamp };
+/** How segment texts join into one transcript (a space unless both sides are written without). */
+export { joinSegmentTexts } from '../engine/text/segment-text.ts';
 
 export interface TranscriptSegment {
   id: number;

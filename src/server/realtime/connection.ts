@@ -19,9 +19,8 @@
  *   commit's utterance ends it with `transcription.done` (the utterances' transcripts joined,
  *   when the longest-utterance limit cut the audio into several).
  */
-import { joinSegmentTexts } from '../../pipeline/merge.ts';
 import { QWEN_LANGUAGES, resolveLanguage } from '../../pipeline/languages.ts';
-import { PipelineError, type LiveEvent, type LiveOptions, type LiveSession, type Transcriber } from '../../pipeline/types.ts';
+import { joinSegmentTexts, PipelineError, type LiveEvent, type LiveOptions, type LiveSession, type Transcriber } from '../../pipeline/types.ts';
 import { EventBuilder, randomId, type ServerEvent, type SessionState } from './events.ts';
 import { DEFAULT_TURN_DETECTION, parseClientEvent, ProtocolError, type ClientEvent, type Dialect, type SessionPatch, type TurnDetection } from './protocol.ts';
 

@@ -1,0 +1,129 @@
+/**
+ * Partial transcripts of a whole utterance, however long, at a bounded cost per update.
+ *
+ * A LiveTranscript keeps the finished 8 s windows cached, but the text it has written follows
+ * all the audio in the official prompt, so every update prefills that text again: it grows by
+ * about 4 tokens per second of speech, and so does the update's cost. This splits a long
+ * utterance into pieces, as the file pipeline splits long recordings into segments: once the
+ * piece being decoded holds PIECE_WINDOWS finished windows and CUT_SEARCH_SECONDS of audio
+ * after them, the next update cuts it at the quietest 100 ms of that stretch, decodes the
+ * piece up to the cut one last time, and a new piece begins at the cut with its own prompt.
+ * Each piece's prompt then holds at most PIECE_WINDOWS windows of cached audio tokens, one open
+ * window and the text of the piece, so no update costs more than one near the end of a piece.
+ *
+ * The transcript is the closed pieces' texts and the open piece's, joined as segment texts are
+ * (a space between them unless both are written without spaces). The utterance's exact
+ * transcript is made elsewhere (the file pipeline over all of its samples); pieces only bound
+ * the partials.
+ */
+import { quietestPoint } from '../../audio/segment.ts';
+import { settledText } from '../text/partial-text.ts';
+import { joinSegmentTexts } from '../text/segment-text.ts';
+import type { AsrModel } from './asr-model.ts';
+import { LiveTranscript, ROLLBACK_TOKENS, type LiveTranscriptOptions, type LiveUpdate, type LiveUpdateOptions } from './live-transcript.ts';
+
+/** Finished attention windows a piece holds before it is cut. */
+export const PIECE_WINDOWS = 2;
+/** Audio after those windows in which the cut is looked for: the piece is cut at its quietest 100 ms. */
+export const CUT_SEARCH_SECONDS = 4;
+/** Length of the stretch whose summed |x| is compared when looking for the quietest point. */
+const QUIET_WINDOW_SECONDS = 0.1;
+
+export interface LiveUtteranceUpdate extends LiveUpdate {
+  /** The transcript of the utterance so far: closed pieces and the open one. */
+  text: string;
+  /**
+   * The part of `text` this update holds fixed: the closed pieces, then the open piece's output
+   * less its last ROLLBACK_TOKENS ids, less what the parser's collapse could still change.
+   */
+  settled: string;
+  /** Samples of the utterance this update covered (less than passed when it closed a piece). */
+  covered: number;
+  /** Where this update closed a piece (utterance sample), if it did. */
+  cutAt?: number;
+}
+
+export class LiveUtterance {
+  private piece: LiveTranscript;
+  /** First sample of the open piece, in the utterance. */
+  private pieceStart = 0;
+  private readonly closed: { text: string; language: string }[] = [];
+  private readonly sampleRate: number;
+
+  constructor(
+    private readonly model: AsrModel,
+    private readonly opts: LiveTranscriptOptions = {},
+  ) {
+    this.piece = new LiveTranscript(model, opts);
+    this.sampleRate = model.features.sampleRate;
+  }
+
+  /** Utterance samples where each closed piece ended, in order. */
+  get cuts(): number[] {
+    return this.cutPoints.slice();
+  }
+  private readonly cutPoints: number[] = [];
+
+  /**
+   * The transcript of `samples` (the utterance so far, 16 kHz mono; each call passes the
+   * previous samples and more), decoded in the shared batch.
+   */
+  async update(samples: Float32Array, opts: LiveUpdateOptions): Promise<LiveUtteranceUpdate> {
+    const piece = samples.subarray(this.pieceStart);
+    const cut = this.cutFor(piece);
+    // The last update of a piece passes less audio than the one before, whose fixed text may
+    // hold words after the cut: it decodes exactly (LiveUpdateOptions.exact).
+    const r = await this.piece.update(cut === undefined ? piece : piece.subarray(0, cut), cut === undefined ? opts : { ...opts, exact: true });
+    const language = this.opts.language ?? '';
+    const covered = this.pieceStart + (cut ?? piece.length);
+    if (cut === undefined) {
+      const tok = this.model.tokenizer;
+      const fixed = r.ids.slice(0, Math.max(0, r.ids.length - ROLLBACK_TOKENS));
+      const settled = settledText(tok.decode(fixed, { skipSpecialTokens: true }), this.opts.language);
+      return {
+        ...r,
+        text: this.joined({ text: r.text, language: r.language }),
+        settled: this.joined({ text: settled, language: r.language || language }),
+        covered,
+      };
+    }
+    // The piece ends here: its last decode is its text, and the next piece starts at the cut.
+    this.closed.push({ text: r.text, language: r.language });
+    this.cutPoints.push(covered);
+    this.piece.release();
+    this.piece = new LiveTranscript(this.model, this.opts);
+    this.pieceStart = covered;
+    const text = this.joined();
+    return { ...r, text, settled: text, covered, cutAt: covered };
+  }
+
+  /**
+   * The transcript of the whole utterance that must begin with `text` (what was already sent):
+   * one decode of all of it, as LiveTranscript.completeFrom.
+   */
+  completeFrom(samples: Float32Array, text: string, language: string, opts: LiveUpdateOptions): Promise<LiveUpdate> {
+    return this.piece.completeFrom(samples, text, language, opts);
+  }
+
+  /** Frees the open piece's cached row. */
+  release(): void {
+    this.piece.release();
+  }
+
+  /**
+   * Where the open piece is cut (a sample of the piece), or undefined while it is not due: at
+   * the quietest stretch after its first PIECE_WINDOWS windows, which stay cached and valid
+   * because the cut comes after them.
+   */
+  private cutFor(piece: Float32Array): number | undefined {
+    const windows = this.piece.windowSamples * PIECE_WINDOWS;
+    const search = Math.round(CUT_SEARCH_SECONDS * this.sampleRate);
+    if (piece.length < windows + search || this.piece.finishedSamples < windows) return undefined;
+    const win = Math.round(QUIET_WINDOW_SECONDS * this.sampleRate);
+    return quietestPoint(piece, this.piece.finishedSamples, piece.length, win);
+  }
+
+  private joined(open?: { text: string; language: string }): string {
+    return joinSegmentTexts(open ? [...this.closed, open] : this.closed);
+  }
+}
