@@ -46,14 +46,6 @@ export interface LiveUpdateOptions {
   signal?: AbortSignal;
   /** Benchmarks on random weights: decode exactly maxNewTokens. */
   ignoreStopTokens?: boolean;
-  /**
-   * Decode without fixed text, the previous output going along as a draft in full: the ids are
-   * then greedy decoding's own over these samples, at about the prefill of an update with
-   * fixed text (the draft's positions) plus the output head at each of them. For an update that
-   * passes fewer samples than the one before, whose fixed text may hold words of audio no
-   * longer passed (LiveUtterance's last update of a piece).
-   */
-  exact?: boolean;
 }
 
 export interface LiveUpdate {
@@ -100,20 +92,17 @@ export class LiveTranscript {
 
   /**
    * The transcript of `samples` (the utterance so far, 16 kHz mono; each call passes the
-   * previous samples and more, or fewer but not fewer than finishedSamples), decoded in the
-   * shared batch.
+   * previous samples and more), decoded in the shared batch.
    */
   async update(samples: Float32Array, opts: LiveUpdateOptions): Promise<LiveUpdate> {
-    const fixed = opts.exact ? [] : this.fixedIds();
-    // The ids after the fixed ones go in as a draft: checked in the prefill pass, so the ones
-    // greedy decoding picks again cost no step of their own. Normally the rolled-back ids; all
-    // of the previous output for an exact update.
-    const draft = this.opts.draft !== false && (opts.exact || this.updates >= UNFIXED_UPDATES) ? this.lastIds.slice(fixed.length) : [];
-    const maxNewTokens = opts.exact ? this.lastIds.length + opts.maxNewTokens : opts.maxNewTokens;
+    const fixed = this.fixedIds();
+    // The rolled-back ids go in as a draft: checked in the prefill pass, so the ones greedy
+    // decoding picks again cost no step of their own.
+    const draft = this.opts.draft !== false && this.updates >= UNFIXED_UPDATES ? this.lastIds.slice(fixed.length) : [];
     let work = { prefilled: 0, cachedAudioTokens: 0 };
     const out = await this.model.submitPrepared(
       async () => {
-        const prompt = await this.prepare(samples, fixed, draft, maxNewTokens);
+        const prompt = await this.prepare(samples, fixed, draft, opts.maxNewTokens);
         work = { prefilled: prompt.length, cachedAudioTokens: this.finishedWindows * this.windowTokens() };
         return prompt;
       },
@@ -158,7 +147,7 @@ export class LiveTranscript {
     return this.windowFrames * this.model.features.hopLength;
   }
 
-  /** Samples of the finished windows held in the cache: later updates may pass fewer samples, but never fewer than these. */
+  /** Samples of the finished windows held in the cache. */
   get finishedSamples(): number {
     return this.finishedWindows * this.windowSamples;
   }

@@ -1,10 +1,8 @@
 /**
- * A long utterance's partials, checked on tiny-a in fp32:
- *  - an exact update (fewer samples than the update before, the previous output as a draft)
- *    decodes what a decode of those samples from scratch gives;
- *  - a long utterance is cut into pieces after two finished windows, at a quiet point, and
- *    each piece's last update is the from-scratch decode of the piece;
- *  - what an update prefills and keeps cached stays bounded along a minute of speech.
+ * A long utterance's partials, checked on tiny-a in fp32 over a minute of real speech: it is
+ * cut into pieces after two finished windows, at pauses in audio no update decoded yet; the
+ * transcript keeps the closed pieces' texts; what an update prefills and keeps cached stays
+ * bounded.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -12,7 +10,6 @@ import { after, before, describe, test } from 'node:test';
 import { decodeAudio } from '../../audio/decode.ts';
 import { AUDIO_DIR, goldenSets } from '../../testing/shared.ts';
 import { AsrModel } from './asr-model.ts';
-import { LiveTranscript } from './live-transcript.ts';
 import { CUT_SEARCH_SECONDS, LiveUtterance, PIECE_WINDOWS, type LiveUtteranceUpdate } from './live-utterance.ts';
 
 const [tinyA] = goldenSets('asr', ['tiny-a']);
@@ -30,55 +27,37 @@ describe('live utterance (tiny-a, fp32)', () => {
   });
   after(() => model?.release());
 
-  const fromScratch = async (samples: Float32Array, maxNewTokens: number) => {
-    const [r] = await model.transcribe([{ samples, language: 'English', maxNewTokens }], { repetitionThreshold: 20 });
-    return r.tokenIds.filter((id) => !model.stopIds.has(id));
-  };
-
-  test('an exact update over fewer samples decodes what a decode of them from scratch gives', async () => {
-    const live = new LiveTranscript(model, { language: 'English' });
-    assert.equal(live.windowSamples, WINDOW);
-    let last;
-    for (let seconds = 2; seconds <= 14; seconds += 2) last = await live.update(speech.subarray(0, seconds * SR), { maxNewTokens: 10 });
-    assert.equal(live.finishedSamples, WINDOW);
-    // Back to 11.5 s: the fixed text of the 14 s update may hold words of the audio after it.
-    const samples = speech.subarray(0, Math.round(11.5 * SR));
-    const exact = await live.update(samples, { maxNewTokens: 10, exact: true });
-    assert.deepEqual(exact.ids, await fromScratch(samples, last!.ids.length + 10));
-  });
-
-  test('a long utterance is cut into pieces at quiet points; each piece ends in its from-scratch decode', async () => {
+  test('a long utterance is cut into pieces at pauses after two windows; the text keeps the closed pieces', async () => {
     const live = new LiveUtterance(model, { language: 'English' });
     const updates: LiveUtteranceUpdate[] = [];
     let pieceStart = 0;
-    let lastPieceIds = 0;
+    let covered = 0;
     let pieces = 0;
     let closed = '';
+    const level = (from: number, to: number) => speech.subarray(from, to).reduce((a, v) => a + Math.abs(v), 0) / (to - from);
     for (let seconds = 2; seconds <= 62; seconds += 2) {
       const samples = speech.subarray(0, seconds * SR);
       const u = await live.update(samples, { maxNewTokens: 12 });
       updates.push(u);
+      assert.ok(u.text.startsWith(closed) && u.settled.startsWith(closed), `${seconds} s: the closed pieces begin the text`);
       if (u.cutAt === undefined) {
         assert.equal(u.covered, samples.length);
-        assert.ok(u.text.startsWith(closed), `${seconds} s: the closed pieces begin the text`);
-        assert.ok(u.settled.startsWith(closed), `${seconds} s: and the settled text`);
         assert.ok(samples.length - pieceStart < PIECE_WINDOWS * WINDOW + CUT_SEARCH_SECONDS * SR + 2 * SR, `${seconds} s: the open piece is cut in time`);
-        lastPieceIds = u.ids.length;
+        covered = u.covered;
         continue;
       }
-      // The cut falls after the piece's cached windows, within the audio heard, at the quietest 100 ms there.
+      // After the piece's cached windows and the audio the last update decoded, within what was passed.
       const cut = u.cutAt;
-      assert.ok(cut >= pieceStart + PIECE_WINDOWS * WINDOW && cut <= samples.length, `${seconds} s: cut at ${cut / SR} s`);
-      const energy = (at: number) => speech.subarray(at, at + SR / 10).reduce((a, v) => a + Math.abs(v), 0);
-      const loudest = Math.max(...Array.from({ length: 20 }, (_, k) => energy(pieceStart + PIECE_WINDOWS * WINDOW + k * (SR / 10))));
-      assert.ok(energy(Math.max(pieceStart, cut - SR / 20)) < loudest, 'the cut is not at the loudest stretch');
-      assert.deepEqual(u.ids, await fromScratch(speech.subarray(pieceStart, cut), lastPieceIds + 12), `${seconds} s: the piece's last update is its exact decode`);
-      assert.ok(u.text.startsWith(closed), `${seconds} s: the closed pieces begin the text`);
+      assert.ok(cut >= Math.max(pieceStart + PIECE_WINDOWS * WINDOW, covered) && cut <= samples.length, `${seconds} s: cut at ${cut / SR} s`);
+      // At a pause (a fifth of the piece's level), unless the piece ran CUT_SEARCH_SECONDS past its windows without one.
+      const forced = samples.length - pieceStart >= PIECE_WINDOWS * WINDOW + CUT_SEARCH_SECONDS * SR;
+      const around = Math.min(cut - SR / 20, samples.length - SR / 10);
+      assert.ok(forced || level(around, around + SR / 10) <= 0.2 * level(pieceStart, samples.length), `${seconds} s: the cut at ${cut / SR} s is a pause`);
+      // The piece's last update is its text in full.
       assert.equal(u.settled, u.text);
       closed = u.text;
       pieces++;
-      pieceStart = cut;
-      lastPieceIds = 0;
+      pieceStart = covered = cut;
     }
     assert.ok(pieces >= 2, `a minute is cut at least twice (cuts: ${live.cuts.map((c) => (c / SR).toFixed(1)).join(', ')})`);
     // Bounded work: at most the piece's windows cached, and no more prefilled late than early.

@@ -4,12 +4,15 @@
  * A LiveTranscript keeps the finished 8 s windows cached, but the text it has written follows
  * all the audio in the official prompt, so every update prefills that text again: it grows by
  * about 4 tokens per second of speech, and so does the update's cost. This splits a long
- * utterance into pieces, as the file pipeline splits long recordings into segments: once the
- * piece being decoded holds PIECE_WINDOWS finished windows and CUT_SEARCH_SECONDS of audio
- * after them, the next update cuts it at the quietest 100 ms of that stretch, decodes the
- * piece up to the cut one last time, and a new piece begins at the cut with its own prompt.
- * Each piece's prompt then holds at most PIECE_WINDOWS windows of cached audio tokens, one open
- * window and the text of the piece, so no update costs more than one near the end of a piece.
+ * utterance into pieces, as the file pipeline splits long recordings into segments. Once the
+ * piece being decoded holds PIECE_WINDOWS finished windows, each update looks for a pause in
+ * the audio that arrived since the update before: the quietest 100 ms there. Where that is
+ * quiet (a fifth of the piece's mean level or less), or once CUT_SEARCH_SECONDS have passed
+ * without a pause, the update decodes the piece up to that point, its whole output becomes the
+ * piece's text, and a new piece begins there with its own prompt. The cut never falls before
+ * audio the previous update decoded, so the text fixed from it holds no word from after the
+ * cut, and the update is an ordinary one. Each piece's prompt then holds at most PIECE_WINDOWS
+ * windows of cached audio tokens, one open window and the text of about 20 s of speech.
  *
  * The transcript is the closed pieces' texts and the open piece's, joined as segment texts are
  * (a space between them unless both are written without spaces). The utterance's exact
@@ -22,10 +25,12 @@ import { joinSegmentTexts } from '../text/segment-text.ts';
 import type { AsrModel } from './asr-model.ts';
 import { LiveTranscript, ROLLBACK_TOKENS, type LiveTranscriptOptions, type LiveUpdate, type LiveUpdateOptions } from './live-transcript.ts';
 
-/** Finished attention windows a piece holds before it is cut. */
+/** Finished attention windows a piece holds before it may be cut. */
 export const PIECE_WINDOWS = 2;
-/** Audio after those windows in which the cut is looked for: the piece is cut at its quietest 100 ms. */
+/** Audio after those windows within which a pause is waited for; past it the piece is cut at the quietest 100 ms of the new audio. */
 export const CUT_SEARCH_SECONDS = 4;
+/** A 100 ms stretch at most this fraction of the piece's mean level is a pause. */
+const PAUSE_LEVEL = 0.2;
 /** Length of the stretch whose summed |x| is compared when looking for the quietest point. */
 const QUIET_WINDOW_SECONDS = 0.1;
 
@@ -37,7 +42,7 @@ export interface LiveUtteranceUpdate extends LiveUpdate {
    * less its last ROLLBACK_TOKENS ids, less what the parser's collapse could still change.
    */
   settled: string;
-  /** Samples of the utterance this update covered (less than passed when it closed a piece). */
+  /** Samples of the utterance this update covered (fewer than passed when it closed a piece at a pause). */
   covered: number;
   /** Where this update closed a piece (utterance sample), if it did. */
   cutAt?: number;
@@ -47,6 +52,8 @@ export class LiveUtterance {
   private piece: LiveTranscript;
   /** First sample of the open piece, in the utterance. */
   private pieceStart = 0;
+  /** Samples of the open piece its last update decoded. */
+  private pieceCovered = 0;
   private readonly closed: { text: string; language: string }[] = [];
   private readonly sampleRate: number;
 
@@ -71,12 +78,11 @@ export class LiveUtterance {
   async update(samples: Float32Array, opts: LiveUpdateOptions): Promise<LiveUtteranceUpdate> {
     const piece = samples.subarray(this.pieceStart);
     const cut = this.cutFor(piece);
-    // The last update of a piece passes less audio than the one before, whose fixed text may
-    // hold words after the cut: it decodes exactly (LiveUpdateOptions.exact).
-    const r = await this.piece.update(cut === undefined ? piece : piece.subarray(0, cut), cut === undefined ? opts : { ...opts, exact: true });
+    const r = await this.piece.update(cut === undefined ? piece : piece.subarray(0, cut), opts);
     const language = this.opts.language ?? '';
     const covered = this.pieceStart + (cut ?? piece.length);
     if (cut === undefined) {
+      this.pieceCovered = piece.length;
       const tok = this.model.tokenizer;
       const fixed = r.ids.slice(0, Math.max(0, r.ids.length - ROLLBACK_TOKENS));
       const settled = settledText(tok.decode(fixed, { skipSpecialTokens: true }), this.opts.language);
@@ -93,6 +99,7 @@ export class LiveUtterance {
     this.piece.release();
     this.piece = new LiveTranscript(this.model, this.opts);
     this.pieceStart = covered;
+    this.pieceCovered = 0;
     const text = this.joined();
     return { ...r, text, settled: text, covered, cutAt: covered };
   }
@@ -111,19 +118,29 @@ export class LiveUtterance {
   }
 
   /**
-   * Where the open piece is cut (a sample of the piece), or undefined while it is not due: at
-   * the quietest stretch after its first PIECE_WINDOWS windows, which stay cached and valid
-   * because the cut comes after them.
+   * Where the open piece is cut (a sample of the piece), or undefined while it is not: at a
+   * pause in the audio new since the last update, once the piece holds PIECE_WINDOWS windows;
+   * at that audio's quietest point once CUT_SEARCH_SECONDS more have passed without one. The
+   * cut comes after the cached windows and after the audio the last update decoded.
    */
   private cutFor(piece: Float32Array): number | undefined {
     const windows = this.piece.windowSamples * PIECE_WINDOWS;
-    const search = Math.round(CUT_SEARCH_SECONDS * this.sampleRate);
-    if (piece.length < windows + search || this.piece.finishedSamples < windows) return undefined;
     const win = Math.round(QUIET_WINDOW_SECONDS * this.sampleRate);
-    return quietestPoint(piece, this.piece.finishedSamples, piece.length, win);
+    const from = Math.max(windows, this.piece.finishedSamples, this.pieceCovered);
+    if (piece.length < windows || piece.length - from < win) return undefined;
+    const at = quietestPoint(piece, from, piece.length, win);
+    const around = Math.max(0, Math.min(at - (win >> 1), piece.length - win));
+    const pause = meanAbs(piece, around, around + win) <= PAUSE_LEVEL * meanAbs(piece, 0, piece.length);
+    return pause || piece.length >= windows + CUT_SEARCH_SECONDS * this.sampleRate ? at : undefined;
   }
 
   private joined(open?: { text: string; language: string }): string {
     return joinSegmentTexts(open ? [...this.closed, open] : this.closed);
   }
+}
+
+function meanAbs(x: Float32Array, from: number, to: number): number {
+  let sum = 0;
+  for (let i = from; i < to; i++) sum += Math.abs(x[i]);
+  return to > from ? sum / (to - from) : 0;
 }
