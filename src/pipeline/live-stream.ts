@@ -426,10 +426,28 @@ export class LiveStream {
 export function stableDelta(sent: string, previous: string, candidate: string): { delta: string; sent: string } {
   // Up to the last word boundary: the word after it may still grow.
   let agreed = commonPrefix(candidate, previous);
-  const cut = agreed.search(/\s\S*$/);
-  agreed = cut >= 0 ? agreed.slice(0, cut) : '';
+  agreed = agreed.slice(0, lastWordEnd(agreed));
   if (agreed.length > sent.length && agreed.startsWith(sent)) return { delta: agreed.slice(sent.length), sent: agreed };
   return { delta: '', sent };
+}
+
+/** Characters of scripts written without spaces (Chinese, Japanese) and their punctuation: each ends a word. */
+const UNSPACED = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\u3000-\u303f\uff00-\uffef]/u;
+
+/**
+ * Where the last complete word of `text` ends: before the white space ahead of its last word,
+ * or after its last character of a script written without spaces (a character cannot grow, so
+ * Chinese and Japanese text is sent character by character); 0 when there is none.
+ */
+export function lastWordEnd(text: string): number {
+  const space = text.search(/\s\S*$/);
+  let end = Math.max(0, space);
+  let at = 0;
+  for (const ch of text) {
+    at += ch.length;
+    if (at > end && UNSPACED.test(ch)) end = at;
+  }
+  return end;
 }
 
 function sourceRate(format: LiveAudioFormat): number {
