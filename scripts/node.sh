@@ -5,9 +5,9 @@
 # Why: the first touch of fresh memory is slow on virtual machines (a page fault every 4 kB),
 # and ONNX Runtime allocates and fills gigabytes of it at load: it repacks every W8A8 weight
 # matrix for its integer kernels, which is most of the time creating the 1.7B decoder's session
-# takes. With huge pages a cached 1.7B int8 load takes about 7 s against about 11 s without
-# (on an AMD EPYC Zen 5 VM, 2 vCPUs; src/engine/runtime/huge-pages.ts says more, and
-# docs/benchmarks.md has the measurements), and the first full-length audio-encoder run after a
+# takes. With huge pages the cached 1.7B int8 decoder's session is created in about 3 s against
+# about 4 s without (on an AMD EPYC Zen 5 VM, 2 vCPUs; src/engine/runtime/huge-pages.ts says
+# more, and docs/benchmarks.md has the measurements), and the first full-length audio-encoder run after a
 # load (fresh activation memory) is faster; later runs, which reuse ONNX Runtime's memory, and
 # decoding are no faster or slower.
 #
