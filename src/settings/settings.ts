@@ -342,7 +342,7 @@ export const SETTINGS = {
   prepackedWeights: {
     env: 'QWEN3_ASR_PREPACKED_WEIGHTS',
     group: 'model & engine',
-    doc: "keep ONNX Runtime's packed weights in the graph cache and map them at load, instead of packing them into the process's memory: a cached 1.7B int8 load about 1 s sooner with 1.75 GB less memory, transcription about 7% slower, each cache entry twice the size — for one-shot CLI runs on short clips; see [Benchmarks](#benchmarks)",
+    doc: "keep ONNX Runtime's packed weights in the graph cache and map them at load, instead of packing them into the process's memory: a cached 1.7B int8 load in about 4.5 s instead of 5.5–7.5 s and with 1.9 GB less memory, transcription about 7% slower, each cache entry twice the size — for one-shot CLI runs on short clips; see [Benchmarks](#benchmarks)",
     ...boolean(false),
   },
   cacheDir: {
