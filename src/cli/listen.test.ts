@@ -7,14 +7,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { FastifyInstance } from 'fastify';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import type { Transcriber } from '../pipeline/types.ts';
 import { buildApp } from '../server/app.ts';
-import type { ServerConfig } from '../server/config.ts';
+import { listenUrl, testServerConfig } from '../testing/http.ts';
 import { AUDIO_DIR, REPO_ROOT, goldenPath } from '../testing/shared.ts';
 import { realtimeUrl, TranscriptPrinter } from './listen.ts';
 
@@ -60,33 +59,14 @@ before(async () => {
     cacheDir: false,
     live: { maxSessions: 4, updateSeconds: 1, maxUtteranceSeconds: 30 },
   });
-  const config: ServerConfig = {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: TINY,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
-    segmentSeconds: 20,
-    hfOffline: true,
-    maxUploadBytes: 1 << 20,
+  const config = testServerConfig('/tmp', {
     maxQueue: 4,
     apiKey: API_KEY,
-    logLevel: 'silent',
-    uploadDir: '/tmp',
-    maxAudioSeconds: 14400,
-    decodeConcurrency: 1,
-    decodeTimeoutMs: 60_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
     shutdownGraceMs: 5_000,
     realtime: { maxSessions: 4, updateSeconds: 1, maxUtteranceSeconds: 30 },
-  };
+  });
   app = buildApp({ config, transcriber, logger: false });
-  await Promise.all([app.listen({ port: 0, host: '127.0.0.1' }), transcriber.whenReady()]);
-  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  [base] = await Promise.all([listenUrl(app), transcriber.whenReady()]);
 
   // The reference: the clip's 16 kHz samples in 100 ms appends, then a commit, as listen sends them.
   const ws = new WebSocket(`${realtimeUrl(base)}`, { headers: { authorization: `Bearer ${API_KEY}` } });

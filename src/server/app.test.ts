@@ -11,19 +11,18 @@ import { readdirSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import OpenAI, { toFile } from 'openai';
 import type { FastifyInstance } from 'fastify';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import type { TranscribeOptions, Transcriber } from '../pipeline/types.ts';
-import { AUDIO_DIR, goldenPath, readJson } from '../testing/shared.ts';
+import { listenUrl, speechWav, testServerConfig } from '../testing/http.ts';
+import { goldenPath, readJson } from '../testing/shared.ts';
 import { buildApp } from './app.ts';
 import type { ServerConfig } from './config.ts';
 
 const API_KEY = 'test-key-7f3a';
 const AUTH = { authorization: `Bearer ${API_KEY}` };
 const MAX_UPLOAD_BYTES = 24 * 1024 * 1024;
-const TINY = goldenPath('tiny-a', 'checkpoint');
 const ALIGNER = goldenPath('aligner-a', 'checkpoint');
 
 const tinyGoldens = readJson<{ cases: { case: string; generated_ids: number[]; parsed_text: string; parsed_language: string }[] }>(goldenPath('tiny-a', 'index.json')).cases;
@@ -43,7 +42,7 @@ const EN3S_WORDS = [
   { text: 'ons', start: 3.004, end: 3.004 },
 ];
 /**
- * The first 25 s of longSpeechWav (jfk.wav repeated), English forced, in 10 s segments. tiny-a
+ * The first 25 s of speechWav (jfk.wav repeated), English forced, in 10 s segments. tiny-a
  * loops on "(children": the repetition guard stops each segment there.
  */
 const SPEECH_25S_SEGMENTS = [
@@ -72,31 +71,16 @@ let en3s: Buffer;
 let longWav: Buffer;
 
 function makeConfig(uploadDir: string, over: Partial<ServerConfig> = {}): ServerConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: TINY,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
+  return testServerConfig(uploadDir, {
     segmentSeconds: 120,
-    hfOffline: true,
     maxUploadBytes: MAX_UPLOAD_BYTES,
-    maxQueue: 1,
     apiKey: API_KEY,
-    logLevel: 'silent',
-    uploadDir,
-    maxAudioSeconds: 14400,
     decodeConcurrency: 2,
     decodeTimeoutMs: 120_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
     shutdownGraceMs: 30_000,
     realtime: { maxSessions: 4, updateSeconds: 1, maxUtteranceSeconds: 30 },
     ...over,
-  };
+  });
 }
 
 function newTranscriber(config: ServerConfig): Transcriber {
@@ -118,44 +102,10 @@ function newTranscriber(config: ServerConfig): Transcriber {
 
 async function startServer(config: ServerConfig, transcriber: Transcriber): Promise<Server> {
   const app = buildApp({ config, transcriber, logger: false });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const url = await listenUrl(app);
   const server = { app, url, transcriber, uploadDir: config.uploadDir, openai: new OpenAI({ apiKey: API_KEY, baseURL: `${url}/v1`, maxRetries: 0 }) };
   servers.push(server);
   return server;
-}
-
-/** A 16-bit PCM mono WAV of `seconds` at `rate` (16000 or 8000) made by repeating jfk.wav (real speech, 16 kHz). */
-async function longSpeechWav(seconds: number, rate: 16000 | 8000 = 16000): Promise<Buffer> {
-  const jfk = await readFile(join(AUDIO_DIR, 'jfk.wav'));
-  let pos = 12;
-  let data: Buffer | undefined;
-  while (pos + 8 <= jfk.length) {
-    const id = jfk.toString('ascii', pos, pos + 4);
-    const size = jfk.readUInt32LE(pos + 4);
-    if (id === 'data') data = jfk.subarray(pos + 8, pos + 8 + size);
-    pos += 8 + size + (size & 1);
-  }
-  assert.ok(data, 'jfk.wav has a data chunk');
-  const step = 16000 / rate;
-  const source = new Int16Array(data.buffer, data.byteOffset, data.length / 2).filter((_, i) => i % step === 0);
-  const pcm = new Int16Array(seconds * rate);
-  for (let off = 0; off < pcm.length; off += source.length) pcm.set(source.subarray(0, Math.min(source.length, pcm.length - off)), off);
-  const bytes = pcm.length * 2;
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0, 'ascii');
-  header.writeUInt32LE(36 + bytes, 4);
-  header.write('WAVEfmt ', 8, 'ascii');
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20); // PCM
-  header.writeUInt16LE(1, 22); // mono
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36, 'ascii');
-  header.writeUInt32LE(bytes, 40);
-  return Buffer.concat([header, Buffer.from(pcm.buffer)]);
 }
 
 function form(fields: Record<string, string | string[]>, file?: { data: Buffer | string; name: string; type?: string }): FormData {
@@ -186,7 +136,7 @@ async function until(what: string, condition: () => boolean): Promise<void> {
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'qwen3-asr-server-test-'));
   en3s = await readFile(goldenPath('tiny-a', 'audio', 'en_3s.wav'));
-  longWav = await longSpeechWav(120);
+  longWav = await speechWav(120);
 
   const mainDir = await mkdtemp(join(scratch, 'uploads-'));
   const mainConfig = makeConfig(mainDir);
@@ -471,7 +421,7 @@ describe('concurrency', () => {
     });
     const server = await startServer(makeConfig(await mkdtemp(join(scratch, 'uploads-'))), watched);
 
-    const twentyMinutes = await longSpeechWav(20 * 60, 8000);
+    const twentyMinutes = await speechWav(20 * 60, 8000);
     const long = () => form({ stream: 'true', language: 'en' }, { data: twentyMinutes, name: 'long.wav' });
     // A: streamed, so we know when it is running.
     const abortA = new AbortController();

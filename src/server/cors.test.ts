@@ -8,11 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import type { Transcriber } from '../pipeline/types.ts';
+import { listenUrl, stubTranscriber, testServerConfig } from '../testing/http.ts';
 import { buildApp } from './app.ts';
-import type { ServerConfig } from './config.ts';
 
 const API_KEY = 'cors-key-41';
 const PAGE = 'https://app.example';
@@ -24,55 +22,13 @@ after(async () => {
   await Promise.allSettled(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-/** Just enough of a Transcriber for routes that never transcribe. */
-function stubTranscriber(): Transcriber {
-  return {
-    state: 'ready',
-    whenReady: async () => undefined,
-    modelName: 'Qwen/Qwen3-ASR-0.6B',
-    device: 'cpu',
-    languages: ['English'],
-    queueLength: 0,
-    activeJobs: 0,
-    liveSessions: 0,
-    transcribeFile: async () => {
-      throw new Error('not used');
-    },
-    close: async () => undefined,
-  } as unknown as Transcriber;
-}
-
 async function start(corsOrigins: string[]): Promise<string> {
   const uploadDir = await mkdtemp(join(tmpdir(), 'qwen3-asr-cors-'));
   dirs.push(uploadDir);
-  const config: ServerConfig = {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: 'Qwen/Qwen3-ASR-0.6B',
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
-    segmentSeconds: 20,
-    hfOffline: true,
-    maxUploadBytes: 1024 * 1024,
-    maxQueue: 1,
-    apiKey: API_KEY,
-    logLevel: 'silent',
-    uploadDir,
-    maxAudioSeconds: 14400,
-    decodeConcurrency: 1,
-    decodeTimeoutMs: 60_000,
-    jobTimeoutMs: 0,
-    corsOrigins,
-    shutdownGraceMs: 1000,
-    realtime: { maxSessions: 0, updateSeconds: 1, maxUtteranceSeconds: 30 },
-  };
+  const config = testServerConfig(uploadDir, { modelName: 'Qwen/Qwen3-ASR-0.6B', apiKey: API_KEY, corsOrigins });
   const app = buildApp({ config, transcriber: stubTranscriber(), logger: false });
   apps.push(app);
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  return listenUrl(app);
 }
 
 function preflight(url: string, origin: string, method = 'POST'): Promise<Response> {

@@ -8,13 +8,11 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import type { Transcriber } from '../pipeline/types.ts';
-import { assertEmptyDir, form, speechWav, TINY_CHECKPOINT, until } from '../testing/http.ts';
+import { assertEmptyDir, form, listenUrl, speechWav, testServerConfig, until } from '../testing/http.ts';
 import { buildApp } from './app.ts';
-import type { ServerConfig } from './config.ts';
 import { toTranscriberConfig } from './config.ts';
 
 let scratch: string;
@@ -23,41 +21,22 @@ let app: FastifyInstance;
 let transcriber: Transcriber;
 let url: string;
 
-function config(dir: string): ServerConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: TINY_CHECKPOINT,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 1,
-    segmentSeconds: 10,
-    hfOffline: true,
-    maxUploadBytes: 64 * 1024 * 1024,
-    maxQueue: 2,
-    logLevel: 'silent',
-    uploadDir: dir,
-    maxAudioSeconds: 3600,
-    decodeConcurrency: 4,
-    decodeTimeoutMs: 60_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
-    shutdownGraceMs: 30_000,
-    realtime: { maxSessions: 0, updateSeconds: 1, maxUtteranceSeconds: 30 },
-  };
-}
-
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'qwen3-asr-full-queue-'));
   uploadDir = await mkdtemp(join(scratch, 'uploads-'));
-  const c = config(uploadDir);
+  const c = testServerConfig(uploadDir, {
+    maxBatchSize: 1,
+    segmentSeconds: 10,
+    maxUploadBytes: 64 * 1024 * 1024,
+    maxQueue: 2,
+    maxAudioSeconds: 3600,
+    decodeConcurrency: 4,
+    shutdownGraceMs: 30_000,
+  });
   // The decoded samples go to UPLOAD_DIR too, so the folder shows every temp file.
   transcriber = createTranscriber({ ...toTranscriberConfig(c), cacheDir: false });
   app = buildApp({ config: c, transcriber, logger: false });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  url = await listenUrl(app);
   await transcriber.whenReady();
 });
 

@@ -7,14 +7,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import type { Transcriber } from '../pipeline/types.ts';
-import { form, parsePrometheus, sleep, speechWav, TINY_CHECKPOINT, until } from '../testing/http.ts';
+import { form, listenUrl, parsePrometheus, sleep, speechWav, testServerConfig, until } from '../testing/http.ts';
 import { goldenPath } from '../testing/shared.ts';
 import { buildApp } from './app.ts';
-import { toTranscriberConfig, type ServerConfig } from './config.ts';
+import { toTranscriberConfig } from './config.ts';
 
 const KEY = 'metrics-key-1';
 const AUTH = { authorization: `Bearer ${KEY}` };
@@ -24,33 +23,6 @@ let app: FastifyInstance;
 let transcriber: Transcriber;
 let url: string;
 let en3s: Buffer;
-
-function config(dir: string): ServerConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: TINY_CHECKPOINT,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
-    segmentSeconds: 10,
-    hfOffline: true,
-    maxUploadBytes: 16 * 1024 * 1024,
-    maxQueue: 4,
-    apiKey: KEY,
-    logLevel: 'silent',
-    uploadDir: dir,
-    maxAudioSeconds: 3600,
-    decodeConcurrency: 2,
-    decodeTimeoutMs: 60_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
-    shutdownGraceMs: 30_000,
-    realtime: { maxSessions: 0, updateSeconds: 1, maxUtteranceSeconds: 30 },
-  };
-}
 
 async function scrape(): Promise<Map<string, number>> {
   const res = await fetch(url + '/metrics', { headers: AUTH });
@@ -67,11 +39,18 @@ function value(m: Map<string, number>, key: string): number {
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'qwen3-asr-metrics-'));
   en3s = await readFile(goldenPath('tiny-a', 'audio', 'en_3s.wav'));
-  const c = config(scratch);
+  const c = testServerConfig(scratch, {
+    segmentSeconds: 10,
+    maxUploadBytes: 16 * 1024 * 1024,
+    maxQueue: 4,
+    apiKey: KEY,
+    maxAudioSeconds: 3600,
+    decodeConcurrency: 2,
+    shutdownGraceMs: 30_000,
+  });
   transcriber = createTranscriber({ ...toTranscriberConfig(c), cacheDir: false });
   app = buildApp({ config: c, transcriber, logger: false });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  url = await listenUrl(app);
 });
 
 after(async () => {

@@ -14,11 +14,11 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import type { Transcriber } from '../pipeline/types.ts';
+import { listenUrl, pcm16Wav, testServerConfig } from '../testing/http.ts';
 import { AUDIO_DIR, goldenPath } from '../testing/shared.ts';
 import { buildApp } from './app.ts';
 import type { ServerConfig } from './config.ts';
@@ -48,31 +48,16 @@ let micWav: string;
 let browser: Browser | undefined;
 
 function config(uploadDir: string): ServerConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: TINY,
+  return testServerConfig(uploadDir, {
     forcedAligner: ALIGNER,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
     segmentSeconds: 10,
-    hfOffline: true,
     maxUploadBytes: 24 * 1024 * 1024,
     maxQueue: 4,
     apiKey: API_KEY,
-    logLevel: 'silent',
-    uploadDir,
-    maxAudioSeconds: 14400,
     decodeConcurrency: 2,
     decodeTimeoutMs: 120_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
-    shutdownGraceMs: 1000,
     realtime: { maxSessions: 2, updateSeconds: 1, maxUtteranceSeconds: 30 },
-  };
+  });
 }
 
 /** The samples of a 16-bit PCM WAV's data chunk. */
@@ -85,23 +70,6 @@ function pcm16Samples(wav: Buffer): Int16Array {
     pos += 8 + size + (size & 1);
   }
   throw new Error('no data chunk');
-}
-
-function wav16(samples: Int16Array, rate: number): Buffer {
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0, 'ascii');
-  header.writeUInt32LE(36 + samples.byteLength, 4);
-  header.write('WAVEfmt ', 8, 'ascii');
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20);
-  header.writeUInt16LE(1, 22);
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36, 'ascii');
-  header.writeUInt32LE(samples.byteLength, 40);
-  return Buffer.concat([header, Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength)]);
 }
 
 async function api(path: string, fields: Record<string, string | string[]>, file: string): Promise<Response> {
@@ -127,15 +95,14 @@ before(async () => {
     segmentSeconds: 10,
   });
   app = buildApp({ config: cfg, transcriber, logger: false });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  url = await listenUrl(app);
 
   // The fake microphone plays a WAV in a loop: speech, then silence that ends the utterance.
   const jfk = pcm16Samples(await readFile(JFK));
   const mic = new Int16Array(jfk.length + 16000 * 2);
   mic.set(jfk);
   micWav = join(scratch, 'microphone.wav');
-  await writeFile(micWav, wav16(mic, 16000));
+  await writeFile(micWav, pcm16Wav(mic, 16000));
 
   if (!NO_BROWSER) {
     browser = await chromium.launch({

@@ -8,12 +8,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import OpenAI, { toFile } from 'openai';
 import type { FastifyInstance } from 'fastify';
-import type { Transcriber, TranscriberState } from '../pipeline/types.ts';
+import { listenUrl, stubTranscriber, testServerConfig } from '../testing/http.ts';
 import { buildApp } from './app.ts';
-import type { ServerConfig } from './config.ts';
 
 const apps: FastifyInstance[] = [];
 const dirs: string[] = [];
@@ -22,54 +20,12 @@ after(async () => {
   await Promise.allSettled(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-function stubTranscriber(modelName: string, state: TranscriberState = 'ready', loadError?: string): Transcriber {
-  return {
-    state,
-    loadError,
-    whenReady: async () => undefined,
-    modelName,
-    device: 'cpu',
-    languages: ['English'],
-    queueLength: 0,
-    activeJobs: 0,
-    liveSessions: 0,
-    transcribeFile: async () => {
-      throw new Error('not used');
-    },
-    close: async () => undefined,
-  } as unknown as Transcriber;
-}
-
-async function start(modelName: string, transcriber = stubTranscriber(modelName)): Promise<{ app: FastifyInstance; url: string }> {
+async function start(modelName: string, transcriber = stubTranscriber({ modelName })): Promise<{ app: FastifyInstance; url: string }> {
   const uploadDir = await mkdtemp(join(tmpdir(), 'qwen3-asr-public-'));
   dirs.push(uploadDir);
-  const config: ServerConfig = {
-    host: '127.0.0.1',
-    port: 0,
-    modelName,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
-    segmentSeconds: 20,
-    hfOffline: true,
-    maxUploadBytes: 1024 * 1024,
-    maxQueue: 1,
-    logLevel: 'silent',
-    uploadDir,
-    maxAudioSeconds: 14400,
-    decodeConcurrency: 1,
-    decodeTimeoutMs: 60_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
-    shutdownGraceMs: 1000,
-    realtime: { maxSessions: 0, updateSeconds: 1, maxUtteranceSeconds: 30 },
-  };
-  const app = buildApp({ config, transcriber, logger: false });
+  const app = buildApp({ config: testServerConfig(uploadDir, { modelName }), transcriber, logger: false });
   apps.push(app);
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
+  return { app, url: await listenUrl(app) };
 }
 
 describe('translations', () => {
@@ -108,7 +64,7 @@ describe('/health', () => {
   test('a load error keeps no local paths', async () => {
     const folder = '/srv/models/qwen3-asr-0.6b';
     const error = `${folder}: no config.json (ENOENT: no such file or directory, open '${folder}/config.json'); cache /var/cache/hf/hub`;
-    const { url } = await start(folder, stubTranscriber(folder, 'failed', error));
+    const { url } = await start(folder, stubTranscriber({ modelName: folder, state: 'failed', loadError: error }));
     const res = await fetch(url + '/health');
     assert.equal(res.status, 503);
     const body = await res.json();

@@ -9,7 +9,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -20,6 +19,7 @@ import { OpenAIRealtimeWS } from 'openai/realtime/ws';
 import type { FastifyInstance } from 'fastify';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import type { Transcriber } from '../pipeline/types.ts';
+import { listenUrl, pcm16Wav, testServerConfig } from '../testing/http.ts';
 import { AUDIO_DIR, goldenPath } from '../testing/shared.ts';
 import { buildApp } from './app.ts';
 import type { ServerConfig } from './config.ts';
@@ -41,59 +41,27 @@ let pcm24: Buffer;
 let pcm16: Buffer;
 
 function config(over: Partial<ServerConfig> = {}): ServerConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: TINY,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
+  return testServerConfig(scratch, {
     segmentSeconds: 120,
-    hfOffline: true,
     maxUploadBytes: 64 << 20,
     maxQueue: 4,
     apiKey: API_KEY,
-    logLevel: 'silent',
-    uploadDir: scratch,
-    maxAudioSeconds: 14400,
     decodeConcurrency: 2,
     decodeTimeoutMs: 120_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
     shutdownGraceMs: 5_000,
     realtime: { maxSessions: 8, updateSeconds: 1, maxUtteranceSeconds: 30 },
     ...over,
-  };
+  });
 }
 
 function silence(seconds: number, rate: number): Buffer {
   return Buffer.alloc(Math.round(seconds * rate) * 2);
 }
 
-/** 16-bit mono WAV of raw PCM16. */
-function wav(pcm: Buffer, rate: number): Buffer {
-  const h = Buffer.alloc(44);
-  h.write('RIFF', 0, 'ascii');
-  h.writeUInt32LE(36 + pcm.length, 4);
-  h.write('WAVEfmt ', 8, 'ascii');
-  h.writeUInt32LE(16, 16);
-  h.writeUInt16LE(1, 20);
-  h.writeUInt16LE(1, 22);
-  h.writeUInt32LE(rate, 24);
-  h.writeUInt32LE(rate * 2, 28);
-  h.writeUInt16LE(2, 32);
-  h.writeUInt16LE(16, 34);
-  h.write('data', 36, 'ascii');
-  h.writeUInt32LE(pcm.length, 40);
-  return Buffer.concat([h, pcm]);
-}
-
 /** What /v1/audio/transcriptions returns for these samples in a WAV. */
 async function fileTranscript(pcm: Buffer, rate: number, language?: string): Promise<string> {
   const form = new FormData();
-  form.append('file', new Blob([new Uint8Array(wav(pcm, rate))], { type: 'audio/wav' }), 'same.wav');
+  form.append('file', new Blob([new Uint8Array(pcm16Wav(pcm, rate))], { type: 'audio/wav' }), 'same.wav');
   form.append('model', 'whisper-1');
   if (language) form.append('language', language);
   const res = await fetch(`${plainBase}/v1/audio/transcriptions`, { method: 'POST', body: form, headers: { authorization: `Bearer ${API_KEY}` } });
@@ -122,9 +90,7 @@ before(async () => {
   });
   tlsApp = buildApp({ config: config({ tls: { certFile: join(scratch, 'c.pem'), keyFile: join(scratch, 'k.pem') } }), transcriber, logger: false });
   plainApp = buildApp({ config: config(), transcriber, logger: false });
-  await Promise.all([tlsApp.listen({ port: 0, host: '127.0.0.1' }), plainApp.listen({ port: 0, host: '127.0.0.1' }), transcriber.whenReady()]);
-  tlsBase = `https://127.0.0.1:${(tlsApp.server.address() as AddressInfo).port}`;
-  plainBase = `http://127.0.0.1:${(plainApp.server.address() as AddressInfo).port}`;
+  [tlsBase, plainBase] = await Promise.all([listenUrl(tlsApp, 'https'), listenUrl(plainApp), transcriber.whenReady()]);
 });
 
 after(async () => {

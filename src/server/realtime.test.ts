@@ -6,10 +6,10 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import type { FastifyInstance } from 'fastify';
 import { PipelineError, type LiveEvent, type LiveOptions, type LiveSession, type Transcriber } from '../pipeline/types.ts';
+import { listenUrl, testServerConfig } from '../testing/http.ts';
 import { buildApp } from './app.ts';
 import type { ServerConfig } from './config.ts';
 import { CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, RealtimeConnection } from './realtime/connection.ts';
@@ -549,31 +549,15 @@ describe("vLLM's dialect (scripted live session)", () => {
 const API_KEY = 'rt-key-1234';
 
 function makeConfig(over: Partial<ServerConfig> = {}): ServerConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
+  return testServerConfig('/tmp', {
     modelName: 'Qwen/Qwen3-ASR-0.6B',
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
     segmentSeconds: 120,
-    hfOffline: true,
-    maxUploadBytes: 1 << 20,
-    maxQueue: 1,
     apiKey: API_KEY,
-    logLevel: 'silent',
-    uploadDir: '/tmp',
-    maxAudioSeconds: 14400,
-    decodeConcurrency: 1,
     decodeTimeoutMs: 120_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
     shutdownGraceMs: 5_000,
     realtime: { maxSessions: 2, updateSeconds: 1, maxUtteranceSeconds: 30 },
     ...over,
-  };
+  });
 }
 
 const apps: FastifyInstance[] = [];
@@ -584,10 +568,9 @@ after(async () => {
 async function serve(config = makeConfig(), over: Partial<Transcriber> = {}) {
   const fake = fakeTranscriber(over);
   const app = buildApp({ config, transcriber: fake.transcriber, logger: false });
-  await app.listen({ port: 0, host: '127.0.0.1' });
+  const http = await listenUrl(app);
   apps.push(app);
-  const port = (app.server.address() as AddressInfo).port;
-  return { app, ...fake, url: `ws://127.0.0.1:${port}/v1/realtime`, http: `http://127.0.0.1:${port}` };
+  return { app, ...fake, url: `${http.replace(/^http/, 'ws')}/v1/realtime`, http };
 }
 
 /** A client that queues every event it receives. */

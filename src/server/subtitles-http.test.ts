@@ -9,14 +9,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import OpenAI, { toFile } from 'openai';
 import type { FastifyInstance } from 'fastify';
 import { createTranscriber } from '../pipeline/transcriber.ts';
 import { PipelineError, type TranscribeOptions, type Transcriber, type TranscriptionResult } from '../pipeline/types.ts';
+import { listenUrl, testServerConfig } from '../testing/http.ts';
 import { goldenPath } from '../testing/shared.ts';
 import { buildApp } from './app.ts';
-import type { ServerConfig } from './config.ts';
 
 const TINY = goldenPath('tiny-a', 'checkpoint');
 const ALIGNER = goldenPath('aligner-a', 'checkpoint');
@@ -38,34 +37,10 @@ after(async () => {
 async function start(transcriber: Transcriber, forcedAligner?: string): Promise<OpenAI> {
   const uploadDir = await mkdtemp(join(tmpdir(), 'qwen3-asr-subtitles-'));
   dirs.push(uploadDir);
-  const config: ServerConfig = {
-    host: '127.0.0.1',
-    port: 0,
-    modelName: TINY,
-    device: 'cpu',
-    dtype: 'float32',
-    quant: 'none',
-    threads: 1,
-    maxBatchSize: 4,
-    segmentSeconds: 20,
-    forcedAligner,
-    hfOffline: true,
-    maxUploadBytes: 8 * 1024 * 1024,
-    maxQueue: 4,
-    logLevel: 'silent',
-    uploadDir,
-    maxAudioSeconds: 14400,
-    decodeConcurrency: 1,
-    decodeTimeoutMs: 60_000,
-    jobTimeoutMs: 0,
-    corsOrigins: [],
-    shutdownGraceMs: 1000,
-    realtime: { maxSessions: 0, updateSeconds: 1, maxUtteranceSeconds: 30 },
-  };
+  const config = testServerConfig(uploadDir, { forcedAligner, maxUploadBytes: 8 * 1024 * 1024, maxQueue: 4 });
   const app = buildApp({ config, transcriber, logger: false });
   apps.push(app);
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return new OpenAI({ apiKey: 'unused', baseURL: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/v1`, maxRetries: 0 });
+  return new OpenAI({ apiKey: 'unused', baseURL: `${await listenUrl(app)}/v1`, maxRetries: 0 });
 }
 
 function realTranscriber(aligner?: string): Transcriber {
