@@ -44,7 +44,7 @@ export interface SessionOptions {
    * Whether sessions from the cache map ONNX Runtime's prepacked weights from it (default:
    * QWEN3_ASR_PREPACKED_WEIGHTS, off, as a long-running server would rather keep its speed;
    * prepacked.ts). The trade, on an AMD EPYC Zen 5 VM, 2 vCPUs: a cached 1.7B int8
-   * decoder session 1–3 s sooner and 1.9 GB less heap, against transcription about 7%
+   * decoder's session made 1–3 s sooner and 1.9 GB less heap, against transcription about 7%
    * slower, as the mapped weights sit in 4 kB pages where the session's own memory has 2 MB
    * ones (docs/benchmarks.md).
    */
