@@ -84,6 +84,35 @@ describe('live sessions (tiny-a, fp32)', () => {
     assert.ok(Math.abs(completed.seconds - bytes.length / 2 / 24000) < 0.01, `${completed.seconds} s`);
   });
 
+  test('a long utterance (decoded in pieces past 16 s): deltas go on past the cut and stay a prefix of completed', async () => {
+    const bytes = pcm16(join(AUDIO_DIR, 'notld', '119s_theres_supposed_to_be_another_broadcast.wav'), 16000).subarray(0, 28 * 16000 * 2);
+    const events: { event: LiveEvent; fed: number }[] = [];
+    const plain: LiveEvent[] = [];
+    let fed = 0;
+    const live = transcriber.openLive({ ...manual, format: { type: 'pcm16', rate: 16000 } }, (event) => {
+      events.push({ event, fed });
+      plain.push(event);
+    });
+    // 100 ms pieces at about five times real time: updates run all along the utterance.
+    for (const piece of pieces(bytes, 3200)) {
+      live.append(piece);
+      fed += piece.length / 2 / 16000;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await live.commit();
+    await until(plain, (e) => e.type === 'completed' || e.type === 'failed');
+    live.close();
+    const completed = events.find((e) => e.event.type === 'completed')?.event as Extract<LiveEvent, { type: 'completed' }>;
+    assert.ok(completed, JSON.stringify(events.map((e) => e.event)));
+    const deltas = events.filter((e) => e.event.type === 'delta');
+    const text = deltas.map((e) => (e.event as { text: string }).text).join('');
+    assert.ok(completed.text.startsWith(text), `deltas ${JSON.stringify(text)} are a prefix of ${JSON.stringify(completed.text)}`);
+    assert.ok(
+      deltas.some((e) => e.fed > 20),
+      `deltas after the first piece ends (at ${deltas.map((e) => e.fed.toFixed(1)).join(', ')} s of audio)`,
+    );
+  });
+
   test('client commits: completed equals the file transcription of the same samples at the same rate', async () => {
     const bytes = pcm16(CLIP, 24000);
     const events: LiveEvent[] = [];
