@@ -59,6 +59,11 @@ describe('live utterance (tiny-a, fp32)', () => {
       pieces++;
       pieceStart = covered = cut;
     }
+    // Completing it from text sent up to the open piece decodes only that piece again.
+    const sent = `${closed} ${updates[updates.length - 1].settled.slice(closed.length).trim().split(/\s+/)[0] ?? ''}`.trim();
+    const done = await live.completeFrom(speech.subarray(0, 62 * SR), sent, 'English', { maxNewTokens: 200 });
+    assert.ok(done.text.startsWith(sent), `completed ${JSON.stringify(done.text.slice(0, 80))} begins with what was sent`);
+    assert.ok(done.prefilled < ((62 * SR - pieceStart) / SR) * 13 + 300, `prefilled ${done.prefilled}: the open piece's audio and text, not the minute's`);
     assert.ok(pieces >= 2, `a minute is cut at least twice (cuts: ${live.cuts.map((c) => (c / SR).toFixed(1)).join(', ')})`);
     // Bounded work: at most the piece's windows cached, and no more prefilled late than early.
     for (const u of updates) assert.ok(u.cachedAudioTokens <= PIECE_WINDOWS * 104, `${u.covered / SR} s: ${u.cachedAudioTokens} cached audio tokens`);

@@ -105,11 +105,19 @@ export class LiveUtterance {
   }
 
   /**
-   * The transcript of the whole utterance that must begin with `text` (what was already sent):
-   * one decode of all of it, as LiveTranscript.completeFrom.
+   * The transcript of the whole utterance that must begin with `text` (what was already sent),
+   * as LiveTranscript.completeFrom. When `text` holds the closed pieces' text, only the open
+   * piece is decoded again, forced to begin with the rest, so this costs a piece's decode
+   * however long the utterance.
    */
-  completeFrom(samples: Float32Array, text: string, language: string, opts: LiveUpdateOptions): Promise<LiveUpdate> {
-    return this.piece.completeFrom(samples, text, language, opts);
+  async completeFrom(samples: Float32Array, text: string, language: string, opts: LiveUpdateOptions): Promise<LiveUpdate> {
+    const closed = this.joined();
+    if (this.closed.length === 0 || !text.startsWith(closed)) return this.piece.completeFrom(samples, text, language, opts);
+    const piece = samples.subarray(Math.min(this.pieceStart, samples.length));
+    const rest = text.slice(closed.length).trimStart();
+    if (piece.length === 0) return { ids: [], text: closed, language, prefilled: 0, decoded: 0, drafted: 0, cachedAudioTokens: 0 };
+    const r = await this.piece.completeFrom(piece, rest, language, opts);
+    return { ...r, text: this.joined({ text: r.text, language: r.language }) };
   }
 
   /** Frees the open piece's cached row. */
