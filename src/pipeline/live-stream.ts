@@ -9,11 +9,12 @@
  * back as the prefix padding reaches.
  *
  * Partial text: each update's output less its last ROLLBACK_TOKENS ids is what the next update
- * is forced to begin with (LiveUtteranceUpdate.settled, with the closed pieces of a long
- * utterance before it); of that, the part both this and the previous update agree on, up to a
- * word boundary, becomes the delta. Deltas are never retracted. The completed transcript is the file pipeline's decode of
- * the utterance's samples (runTranscription), so it equals what the HTTP API returns for a
- * file holding the same samples.
+ * is forced to begin with; that text, after the closed pieces of a long utterance, is the
+ * update's settled text (LiveUtteranceUpdate.settled). The part of it both this and the
+ * previous update agree on, up to a word boundary, becomes the delta. Deltas are never
+ * retracted. The completed transcript is the file pipeline's decode of the utterance's samples
+ * (runTranscription), so it equals what the HTTP API returns for a file holding the same
+ * samples.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
