@@ -55,6 +55,7 @@ export class LiveUtterance {
   /** Samples of the open piece its last update decoded. */
   private pieceCovered = 0;
   private readonly closed: { text: string; language: string }[] = [];
+  private readonly cutPoints: number[] = [];
   private readonly sampleRate: number;
 
   constructor(
@@ -69,7 +70,6 @@ export class LiveUtterance {
   get cuts(): number[] {
     return this.cutPoints.slice();
   }
-  private readonly cutPoints: number[] = [];
 
   /**
    * The transcript of `samples` (the utterance so far, 16 kHz mono; each call passes the
