@@ -16,7 +16,7 @@
  * prepacked weights saved into it (prepacked.ts), so later inference sessions map them from the file
  * instead of packing them into fresh memory (when SessionOptions.prepacked is true).
  */
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -183,8 +183,9 @@ export async function createSession(
     pruneSlot(cacheRoot, name, entry, slot);
     return openCached(name, dir, opts, `graph built in ${seconds(started)} s`);
   }
-  const dir = join(tmpdir(), `qwen3-asr-${name}-${process.pid}-${Date.now()}`);
-  mkdirSync(dir, { recursive: true });
+  // A folder of its own: engines in worker threads of one process share its pid and may build
+  // the same graph in the same millisecond.
+  const dir = mkdtempSync(join(tmpdir(), `qwen3-asr-${name}-`));
   try {
     const started = performance.now();
     const modelPath = writeModel(dir, name, build, opts.scratch);
