@@ -1,6 +1,7 @@
 /**
  * A fresh process's model load, as the service's worker does it: `scripts/node.sh --import tsx
- * src/bench/bench-load.ts --model DIR --quant Q [--cache-dir DIR] [--no-prepacked]`. Prints one
+ * src/bench/bench-load.ts --model DIR --quant Q [--cache-dir DIR]`, with QWEN3_ASR_PREPACKED_WEIGHTS
+ * on or off as the load to time (mapping ONNX Runtime's prepacked weights or not). Prints one
  * JSON line: the seconds from process start to the loaded model (`ready`), of which `load` is
  * AsrModel.load itself (the rest is starting node, tsx and the imports), the process's RSS after
  * the load, and the load's own log lines, each after the second since process start it came at.
@@ -17,8 +18,6 @@ const { values } = parseArgs({
     quant: { type: 'string', default: 'int8' },
     threads: { type: 'string', default: '0' },
     'cache-dir': { type: 'string' },
-    /** ONNX Runtime packs the weights into its own memory instead of mapping them from the cache. */
-    'no-prepacked': { type: 'boolean', default: false },
   },
 });
 const imported = process.uptime();
@@ -29,7 +28,6 @@ const model = await AsrModel.load(values.model!, {
   quant: values.quant as Quantization,
   threads: Number(values.threads),
   cacheDir: values['cache-dir'],
-  prepacked: !values['no-prepacked'],
   log: (m) => logs.push(`${process.uptime().toFixed(2)} ${m}`),
 });
 const load = (performance.now() - t0) / 1000;

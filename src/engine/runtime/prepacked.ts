@@ -6,11 +6,11 @@
  * kernel (its "PrePack" step), into memory allocated for it. On the virtual machines this
  * runs on, the first touch of fresh memory is slow: for the 1.7B int8 decoder (1.75 GB of
  * packed weights) 1–2 s of kernel time a load. Mapped from the cache instead, a cached 1.7B
- * int8 load took 3.95–4.40 s against 4.95–5.93 s (AMD EPYC Zen 5 VM, 2 vCPUs), and its
- * process held 0.2 GB after the load instead of 2.2–2.6 GB. The price: the mapped weights sit
- * in 4 kB pages where the session's own memory has 2 MB ones, and transcription on that VM ran
- * about 7% slower (docs/benchmarks.md, "Cached loads"); SessionOptions.prepacked turns the
- * mapping off.
+ * int8 load took 3.1–5.0 s against 5.4–7.3 s (AMD EPYC Zen 5 VM, 2 vCPUs), and its process
+ * held 0.2 GB after the load instead of 1.9–2.2 GB. The price: the mapped weights sit in 4 kB
+ * pages where the session's own memory has 2 MB ones, and transcription on that VM ran about
+ * 7% slower (docs/benchmarks.md, "Cached loads"), so the mapping is off unless
+ * QWEN3_ASR_PREPACKED_WEIGHTS (SessionOptions.prepacked) turns it on.
  *
  * ONNX Runtime can write the packed forms out (`session.save_external_prepacked_constant_
  * initializers` with an optimised model file), and whenever a model's initializer carries
@@ -37,6 +37,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { thisCpu } from './cpu-flags.ts';
+import { protoFields as fields, ProtoWriter } from './protobuf.ts';
 
 /** An entry takes blobs for at most this many machines: each set is as large as the weights it packs. */
 export const MAX_PACKINGS = 2;
@@ -163,76 +164,8 @@ const TENSOR_EXTERNAL_DATA = 13;
 const ENTRY_KEY = 1;
 const ENTRY_VALUE = 2;
 
-interface Field {
-  field: number;
-  /** The whole field, tag included. */
-  start: number;
-  end: number;
-  /** Length-delimited fields: the payload. */
-  body?: [number, number];
-}
-
-function* fields(b: Uint8Array, start: number, end: number): Generator<Field> {
-  let p = start;
-  const varint = (): number => {
-    let value = 0;
-    for (let scale = 1; ; scale *= 128) {
-      if (p >= end) throw new Error('truncated protobuf');
-      const byte = b[p++];
-      value += (byte & 0x7f) * scale;
-      if (byte < 0x80) return value;
-    }
-  };
-  while (p < end) {
-    const at = p;
-    const key = varint();
-    const field = Math.floor(key / 8);
-    switch (key & 7) {
-      case 0:
-        varint();
-        yield { field, start: at, end: p };
-        break;
-      case 1:
-        p += 8;
-        yield { field, start: at, end: p };
-        break;
-      case 2: {
-        const length = varint();
-        const body: [number, number] = [p, p + length];
-        p += length;
-        if (p > end) throw new Error('truncated protobuf');
-        yield { field, start: at, end: p, body };
-        break;
-      }
-      case 5:
-        p += 4;
-        yield { field, start: at, end: p };
-        break;
-      default:
-        throw new Error(`unsupported protobuf wire type ${key & 7}`);
-    }
-  }
-}
-
 const utf8 = new TextDecoder();
 const text = (b: Uint8Array, [s, e]: [number, number]) => utf8.decode(b.subarray(s, e));
-
-function varintBytes(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80);
-    n = Math.floor(n / 0x80);
-  }
-  out.push(n);
-  return out;
-}
-
-function lengthDelimited(field: number, parts: Uint8Array[]): Uint8Array[] {
-  const length = parts.reduce((n, p) => n + p.byteLength, 0);
-  return [Uint8Array.from([...varintBytes(field * 8 + 2), ...varintBytes(length)]), ...parts];
-}
-
-const concat = (parts: Uint8Array[]) => Buffer.concat(parts);
 
 /** An initializer's name and its external data entries (key, value), in order. */
 interface InitializerData {
@@ -273,26 +206,28 @@ export function modelInitializers(model: Uint8Array): InitializerData[] {
  * other byte as it was.
  */
 export function withExternalData(model: Uint8Array, added: ReadonlyMap<string, [string, string][]>): Uint8Array {
-  const enc = new TextEncoder();
-  const out: Uint8Array[] = [];
+  const out = new ProtoWriter();
   for (const m of fields(model, 0, model.byteLength)) {
     if (m.field !== MODEL_GRAPH || !m.body) {
-      out.push(model.subarray(m.start, m.end));
+      out.raw(model.subarray(m.start, m.end));
       continue;
     }
-    const graph: Uint8Array[] = [];
-    for (const g of fields(model, m.body[0], m.body[1])) {
-      const extra = g.field === GRAPH_INITIALIZER && g.body ? added.get(initializerData(model, g.body).name) : undefined;
-      if (!extra || !g.body) {
-        graph.push(model.subarray(g.start, g.end));
-        continue;
+    out.message(MODEL_GRAPH, (graph) => {
+      for (const g of fields(model, m.body![0], m.body![1])) {
+        const extra = g.field === GRAPH_INITIALIZER && g.body ? added.get(initializerData(model, g.body).name) : undefined;
+        if (!extra || !g.body) {
+          graph.raw(model.subarray(g.start, g.end));
+          continue;
+        }
+        const body = model.subarray(g.body[0], g.body[1]);
+        graph.message(GRAPH_INITIALIZER, (tensor) => {
+          tensor.raw(body);
+          for (const [k, v] of extra) tensor.message(TENSOR_EXTERNAL_DATA, (e) => e.string(ENTRY_KEY, k).string(ENTRY_VALUE, v));
+        });
       }
-      const entries = extra.flatMap(([k, v]) => lengthDelimited(TENSOR_EXTERNAL_DATA, [concat(lengthDelimited(ENTRY_KEY, [enc.encode(k)])), concat(lengthDelimited(ENTRY_VALUE, [enc.encode(v)]))]));
-      graph.push(...lengthDelimited(GRAPH_INITIALIZER, [model.subarray(g.body[0], g.body[1]), concat(entries)]));
-    }
-    out.push(...lengthDelimited(MODEL_GRAPH, graph));
+    });
   }
-  return concat(out);
+  return out.finish();
 }
 
 /** The `prepacked_N` entries of an initializer: key and blobs (offset, length). */

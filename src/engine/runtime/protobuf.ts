@@ -1,7 +1,8 @@
 /**
- * A minimal protocol-buffers writer, just enough to serialise ONNX ModelProto messages.
- * Writing the handful of ONNX messages by hand keeps the engine free of a 20 MB generated
- * protobuf package and lets large tensors go straight to an external data file.
+ * A minimal protocol-buffers writer and field reader, just enough to serialise ONNX ModelProto
+ * messages and to edit a written one (prepacked.ts). Handling the handful of ONNX messages by
+ * hand keeps the engine free of a 20 MB generated protobuf package and lets large tensors go
+ * straight to an external data file.
  */
 
 export class ProtoWriter {
@@ -64,6 +65,14 @@ export class ProtoWriter {
     return this;
   }
 
+  /** Bytes already encoded as fields (a message's fields copied from another), as they are. */
+  raw(data: Uint8Array): this {
+    this.flush();
+    this.chunks.push(data);
+    this.size += data.byteLength;
+    return this;
+  }
+
   string(field: number, s: string): this {
     return this.bytes(field, new TextEncoder().encode(s));
   }
@@ -102,5 +111,58 @@ export class ProtoWriter {
       o += c.byteLength;
     }
     return out;
+  }
+}
+
+/** One field of an encoded message. */
+export interface ProtoField {
+  field: number;
+  /** The whole field, tag included. */
+  start: number;
+  end: number;
+  /** Length-delimited fields: the payload. */
+  body?: [number, number];
+}
+
+/** The fields of the message encoded in b[start, end), in order. */
+export function* protoFields(b: Uint8Array, start: number, end: number): Generator<ProtoField> {
+  let p = start;
+  const varint = (): number => {
+    let value = 0;
+    for (let scale = 1; ; scale *= 128) {
+      if (p >= end) throw new Error('truncated protobuf');
+      const byte = b[p++];
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+    }
+  };
+  while (p < end) {
+    const at = p;
+    const key = varint();
+    const field = Math.floor(key / 8);
+    switch (key & 7) {
+      case 0:
+        varint();
+        yield { field, start: at, end: p };
+        break;
+      case 1:
+        p += 8;
+        yield { field, start: at, end: p };
+        break;
+      case 2: {
+        const length = varint();
+        const body: [number, number] = [p, p + length];
+        p += length;
+        if (p > end) throw new Error('truncated protobuf');
+        yield { field, start: at, end: p, body };
+        break;
+      }
+      case 5:
+        p += 4;
+        yield { field, start: at, end: p };
+        break;
+      default:
+        throw new Error(`unsupported protobuf wire type ${key & 7}`);
+    }
   }
 }

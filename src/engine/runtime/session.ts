@@ -14,7 +14,8 @@
  *
  * On the CPU, a cache entry used on a machine for the first time also gets ONNX Runtime's
  * prepacked weights saved into it (prepacked.ts), so later inference sessions map them from the file
- * instead of packing them into fresh memory (when SessionOptions.prepacked is true).
+ * instead of packing them into fresh memory — when QWEN3_ASR_PREPACKED_WEIGHTS (or
+ * SessionOptions.prepacked) turns the mapping on.
  */
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
